@@ -1,0 +1,149 @@
+"""The user-facing facade: :class:`Geolocator` loads a trained model and answers "where?".
+
+>>> geo = Geolocator.load("runs/demo")                       # doctest: +SKIP
+>>> latlon = geo.predict(embeddings)                          # (B, 2) degrees
+>>> samples = geo.sample(embeddings, num_samples=100)         # (B, 100, 2) degrees
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import geometry as geo
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from .data import Batch, EmbeddingDataset
+from .models import GeoFlowModel, ModelConfig, SamplerConfig
+from .points import best_expected_geoscore
+from .training import resolve_device
+
+__all__ = ["Geolocator", "PointStrategy", "POINT_STRATEGIES"]
+
+PointStrategy = Literal["geoscore", "single"]
+POINT_STRATEGIES = ("geoscore", "single")
+
+
+class Geolocator:
+    """A trained generative geolocator on one device.
+
+    Args:
+        model: the model (its weights are used as they are: load EMA weights for inference).
+        device: ``None``/``"auto"`` for CUDA when available, else CPU.
+    """
+
+    def __init__(self, model: GeoFlowModel, device: str | torch.device | None = None):
+        self.device = resolve_device(str(device) if device is not None else None)
+        self.model = model.to(self.device).eval().requires_grad_(False)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.model.cond_dim
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Geolocator":
+        """Load a run directory or checkpoint file (EMA weights when present)."""
+        ckpt = load_checkpoint(path, prefixes=("ema", "model"))
+        try:
+            config = ModelConfig.from_dict(ckpt.meta["model_config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{ckpt.path}: invalid model config in checkpoint: {e}") from None
+        model = GeoFlowModel(config)
+        weights = ckpt.weights()
+        result = model.network.load_state_dict(weights, strict=False)
+        problems = []
+        if result.missing_keys:
+            problems.append(f"missing {', '.join(result.missing_keys[:5])}")
+        if result.unexpected_keys:
+            problems.append(f"unexpected {', '.join(result.unexpected_keys[:5])}")
+        if problems:
+            raise CheckpointError(f"{ckpt.path}: weights do not match the model config ({'; '.join(problems)})")
+        return cls(model, device)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an inference checkpoint (weights + config) to a directory or file path."""
+        p = Path(path)
+        if p.suffix != ".safetensors":
+            p = p / CHECKPOINT_NAME
+        tensors = {f"ema.{k}": v for k, v in self.model.network.state_dict().items()}
+        return save_checkpoint(p, tensors, model_config=self.config.to_dict())
+
+    def _embeddings(self, embeddings: Tensor | np.ndarray) -> Tensor:
+        emb = torch.as_tensor(np.asarray(embeddings) if not isinstance(embeddings, Tensor) else embeddings)
+        if emb.dim() == 1:
+            emb = emb.unsqueeze(0)
+        if emb.dim() != 2 or emb.shape[1] != self.embedding_dim:
+            raise ValueError(f"embeddings must have shape (B, {self.embedding_dim}) for this model, "
+                             f"got {tuple(emb.shape)}")
+        if not torch.isfinite(emb).all():
+            raise ValueError("embeddings contain NaN or infinite values")
+        return emb.to(self.device, torch.float32)
+
+    def sampler(self, steps: int | None = None, cfg: float | None = None, method: str | None = None,
+                step: str | None = None) -> SamplerConfig:
+        """The model's default sampler with the given fields overridden."""
+        base = self.model.default_sampler()
+        changes = {k: v for k, v in dict(steps=steps, guidance=cfg, method=method, step=step).items() if v is not None}
+        return replace(base, **changes)
+
+    def sample_xyz(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, steps: int | None = None,
+                   cfg: float | None = None, method: str | None = None, seed: int | None = 0) -> Tensor:
+        """Samples as unit vectors ``(B, S, 3)`` on the model's device."""
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        return self.model.sample(self._embeddings(embeddings), num_samples, self.sampler(steps, cfg, method),
+                                 generator=gen)
+
+    def sample(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, steps: int | None = None,
+               cfg: float | None = None, method: str | None = None, seed: int | None = 0) -> Tensor:
+        """Draw locations from ``p(location | embedding)``.
+
+        Args:
+            embeddings: ``(B, D)`` (or ``(D,)``) image embeddings.
+            num_samples: samples per embedding.
+            steps, cfg, method: solver steps, guidance scale ``w``, solver name (model defaults).
+            seed: for reproducible samples (``None``: fresh randomness).
+        Returns:
+            Tensor: ``(B, num_samples, 2)`` (lat, lon) degrees, on the CPU.
+        """
+        return geo.xyz_to_latlon(self.sample_xyz(embeddings, num_samples, steps=steps, cfg=cfg, method=method,
+                                                 seed=seed).double()).cpu()
+
+    def predict(self, embeddings: Tensor | np.ndarray, *, strategy: PointStrategy = "geoscore",
+                num_samples: int = 256, steps: int | None = None, cfg: float | None = None,
+                method: str | None = None, seed: int | None = 0) -> Tensor:
+        """One best guess per embedding, ``(B, 2)`` (lat, lon) degrees on the CPU.
+
+        ``strategy="geoscore"`` (default): draw ``num_samples`` unguided samples and keep the one with
+        the highest expected GeoScore against the others (see :mod:`globeflow.points`).
+        ``strategy="single"``: one sample with guidance ``cfg`` (2 by default), the published recipe.
+        """
+        if strategy == "geoscore":
+            xyz = self.sample_xyz(embeddings, num_samples, steps=steps, cfg=cfg if cfg is not None else 0.0,
+                                  method=method, seed=seed)
+            best = best_expected_geoscore(xyz.double())
+        elif strategy == "single":
+            xyz = self.sample_xyz(embeddings, 1, steps=steps, cfg=cfg if cfg is not None else 2.0,
+                                  method=method, seed=seed)
+            best = xyz[:, 0].double()
+        else:
+            raise ValueError(f"unknown point strategy {strategy!r}; expected one of {', '.join(POINT_STRATEGIES)}")
+        return geo.xyz_to_latlon(best).cpu()
+
+    def predict_batches(self, dataset: EmbeddingDataset, *, batch_size: int = 256, progress: bool = False,
+                        metadata: bool = False, **predict_kwargs) -> Iterator[tuple[Batch, Tensor]]:
+        """Stream ``(batch, predictions (B, 2))`` over a dataset; seeds differ per batch, reproducibly."""
+        seed = predict_kwargs.pop("seed", 0)
+        for i, batch in enumerate(dataset.iter_batches(batch_size, metadata=metadata, progress=progress)):
+            s = None if seed is None else seed + i
+            yield batch, self.predict(batch.embedding, seed=s, **predict_kwargs)

@@ -1,0 +1,150 @@
+"""Command line: ``globeflow train | predict | evaluate | demo``. Thin: parse, call the library, format."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_sampler_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("--point", choices=("geoscore", "single"), default="geoscore",
+                   help="point estimate: best expected GeoScore among samples (default) or one guided sample")
+    g.add_argument("--num-samples", type=int, default=256, help="samples per image for --point geoscore (default 256)")
+    g.add_argument("--steps", type=int, default=None, help="solver steps (default: the model's, e.g. 16 RK4 steps for rfm)")
+    g.add_argument("--method", default=None, help="solver: euler, midpoint, rk4 (rfm, fm) or ddim (diffusion)")
+    g.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale w (default 0 for geoscore, 2 for single)")
+    g.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--skip-invalid", action="store_true", help="skip and count invalid rows instead of failing")
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .training import TrainConfig
+
+    d = TrainConfig()
+    parser = argparse.ArgumentParser(prog="globeflow", description="Generative visual geolocation on the sphere.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model on an embedding dataset (Parquet)")
+    t.add_argument("data", help="Parquet file or folder with lat, lon, embedding columns")
+    t.add_argument("--out", required=True, help="run directory for checkpoints and logs")
+    t.add_argument("--val", default=None, help="validation embedding dataset")
+    t.add_argument("--model", choices=("rfm", "fm", "diffusion"), default="rfm",
+                   help="rfm: flow matching on the sphere (default); fm: flow matching in R^3; diffusion: DDPM/DDIM in R^3")
+    t.add_argument("--dim", type=int, default=256, help="network width (default 256)")
+    t.add_argument("--depth", type=int, default=6, help="number of residual blocks (default 6)")
+    t.add_argument("--cond-drop", type=float, default=0.1, help="guidance dropout probability (default 0.1)")
+    t.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default {d.steps})")
+    t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"global batch size (default {d.batch_size})")
+    t.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    t.add_argument("--optimizer", choices=("adamw", "lamb"), default=d.optimizer)
+    t.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    t.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
+    t.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    t.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    t.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
+    t.add_argument("--val-every", type=int, default=d.val_every)
+    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--skip-invalid", action="store_true", help="skip and count invalid rows instead of failing")
+    t.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
+    t.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("predict", help="predict one location per row of an embedding dataset")
+    p.add_argument("run", help="run directory or checkpoint file")
+    p.add_argument("data", help="embedding dataset (Parquet file or folder)")
+    p.add_argument("--out", required=True, help="output file: .parquet or .csv")
+    _add_sampler_args(p)
+
+    e = sub.add_parser("evaluate", help="evaluate point predictions on a labelled embedding dataset")
+    e.add_argument("run", help="run directory or checkpoint file")
+    e.add_argument("data", help="labelled embedding dataset")
+    e.add_argument("--out", required=True, help="report JSON path")
+    _add_sampler_args(e)
+
+    m = sub.add_parser("demo", help="train and evaluate on the built-in known-answer task (no download)")
+    m.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    m.add_argument("--steps", type=int, default=None, help="training steps (default: the demo's)")
+    m.add_argument("--device", default=None)
+    m.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
+    config = TrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
+                         weight_decay=a.weight_decay, warmup_steps=a.warmup_steps, ema_decay=a.ema_decay,
+                         grad_clip=a.grad_clip, ckpt_every=a.ckpt_every, val_every=a.val_every, seed=a.seed,
+                         skip_invalid=a.skip_invalid)
+    result = train(a.data, a.out, kind=a.model, network={"dim": a.dim, "depth": a.depth}, config=config,
+                   val_data=a.val, resume=a.resume, device=a.device, progress=not a.no_progress,
+                   cond_drop=a.cond_drop)
+    print(json.dumps({"run_dir": str(result.run_dir), "step": result.step, "final_loss": result.final_loss,
+                      "val_loss": result.val_loss, "skipped_steps": result.skipped_steps,
+                      "seconds": round(result.seconds, 1)}))
+    return 0
+
+
+def _predict_kwargs(a: argparse.Namespace) -> dict:
+    return dict(strategy=a.point, num_samples=a.num_samples, steps=a.steps, cfg=a.guidance, method=a.method,
+                seed=a.seed)
+
+
+def _cmd_predict(a: argparse.Namespace) -> int:
+    from .evaluation import predict_to_file
+
+    summary = predict_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
+                              skip_invalid=a.skip_invalid, **_predict_kwargs(a))
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    from .evaluation import evaluate_to_file
+
+    report = evaluate_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
+                              skip_invalid=a.skip_invalid, **_predict_kwargs(a))
+    print(json.dumps(report["metrics"], indent=2))
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    report = run_demo(Path(a.out), steps=a.steps, device=a.device, progress=not a.no_progress)
+    print(report["markdown"])
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; errors a user can fix become one ``globeflow: error: ...`` line and exit code 2."""
+    from .checkpoint import CheckpointError
+    from .data import DatasetError
+    from .training import TrainingError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (DatasetError, CheckpointError, TrainingError, ValueError, FileNotFoundError, IsADirectoryError) as e:
+        print(f"globeflow: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("globeflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

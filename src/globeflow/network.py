@@ -1,0 +1,136 @@
+"""The denoiser: an AdaLN-modulated residual MLP on raw xyz, conditioned on an image embedding.
+
+Structure, initialisation and parameter names follow the published GeoAdaLNMLP, so that a
+published ``model.safetensors`` loads into :class:`GeoAdaLNMLP` with ``load_state_dict`` unchanged:
+
+    time_embedder.map_time.{0,2}     Linear(dim/4, dim) -> SiLU -> Linear(dim, dim)
+    cond_mapper                      Linear(cond_dim, dim)
+    initial_mapper                   Linear(input_dim, dim)
+    blocks.{i}.ada_map.1             Linear(dim, 3 dim)   (after SiLU): scale, shift, gate
+    blocks.{i}.mlp.{0,3}             Linear(dim, e dim) -> GELU -> Dropout(0) -> Linear(e dim, dim)
+    final_adaln.1                    Linear(dim, 2 dim)   (after SiLU): scale, shift
+    final_linear                     Linear(dim, input_dim)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["NetworkConfig", "GeoAdaLNMLP", "positional_embedding"]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Sizes of :class:`GeoAdaLNMLP`. Published: dim 512 / depth 12 (OSV-5M, YFCC), 256 / 12 (iNat21)."""
+
+    cond_dim: int
+    dim: int = 256
+    depth: int = 6
+    expansion: int = 4
+    input_dim: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("cond_dim", "dim", "depth", "expansion", "input_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"network {name} must be >= 1, got {getattr(self, name)}")
+        if self.dim % 8:
+            raise ValueError(f"network dim must be a multiple of 8 (time embedding uses dim/4 even channels), got {self.dim}")
+
+
+def positional_embedding(x: Tensor, channels: int, max_positions: float = 10000.0) -> Tensor:
+    """Sinusoidal embedding ``(N,) -> (N, channels)``: cosines then sines of ``x * f_k``.
+
+    Frequencies ``f_k = max_positions^(-k / (channels/2 - 1))`` for ``k = 0 .. channels/2 - 1``, so
+    the lowest frequency is exactly ``1 / max_positions`` (the "endpoint" variant).
+    """
+    half = channels // 2
+    k = torch.arange(half, dtype=torch.float32, device=x.device)
+    freqs = (1.0 / max_positions) ** (k / max(half - 1, 1))
+    angles = torch.outer(x.float(), freqs)
+    return torch.cat((angles.cos(), angles.sin()), dim=1).to(x.dtype)
+
+
+class TimeEmbedder(nn.Module):
+    """``gamma -> (N, dim)``: sinusoidal features of ``1000 gamma``, standardised per row, then an MLP."""
+
+    def __init__(self, channels: int, out_dim: int, scaling: float = 1000.0):
+        super().__init__()
+        self.channels = channels
+        self.scaling = scaling
+        self.map_time = nn.Sequential(nn.Linear(channels, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, gamma: Tensor) -> Tensor:
+        feats = positional_embedding(gamma * self.scaling, self.channels)
+        # Standardising makes the features' scale independent of the channel count.
+        feats = (feats - feats.mean(dim=-1, keepdim=True)) / feats.std(dim=-1, keepdim=True)
+        return self.map_time(feats)
+
+
+class AdaLNBlock(nn.Module):
+    """``x + gate * MLP((1 + scale) * LN(x) + shift)`` with ``(scale, shift, gate)`` from the condition."""
+
+    def __init__(self, dim: int, expansion: int):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, dim * expansion), nn.GELU(), nn.Dropout(0.0), nn.Linear(dim * expansion, dim)
+        )
+        self.ada_map = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 3))
+        self.ln = nn.LayerNorm(dim, elementwise_affine=False)
+        # Zero last layer: every block starts as the identity, so depth does not hurt early training.
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        scale, shift, gate = self.ada_map(c).chunk(3, dim=-1)
+        return x + self.mlp((1 + scale) * self.ln(x) + shift) * gate
+
+
+class GeoAdaLNMLP(nn.Module):
+    """Velocity / noise network ``f(x, gamma, emb)``.
+
+    Args:
+        config: sizes; see :class:`NetworkConfig`.
+    Shapes:
+        ``x (N, input_dim)``, ``gamma (N,)``, ``emb (N, cond_dim)`` -> ``(N, input_dim)``.
+    """
+
+    def __init__(self, config: NetworkConfig):
+        super().__init__()
+        self.config = config
+        dim = config.dim
+        self.time_embedder = TimeEmbedder(dim // 4, dim)
+        self.cond_mapper = nn.Linear(config.cond_dim, dim)
+        self.initial_mapper = nn.Linear(config.input_dim, dim)
+        self.blocks = nn.ModuleList(AdaLNBlock(dim, config.expansion) for _ in range(config.depth))
+        self.final_adaln = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 2))
+        self.final_ln = nn.LayerNorm(dim, elementwise_affine=False)
+        self.final_linear = nn.Linear(dim, config.input_dim)
+
+    def condition(self, gamma: Tensor, emb: Tensor) -> Tensor:
+        """The vector ``c (N, dim)`` that modulates every block: mapped embedding + time embedding."""
+        return self.cond_mapper(emb) + self.time_embedder(gamma)
+
+    def forward(self, x: Tensor, gamma: Tensor, emb: Tensor) -> Tensor:
+        c = self.condition(gamma, emb)
+        h = self.initial_mapper(x)
+        for block in self.blocks:
+            h = block(h, c)
+        scale, shift = self.final_adaln(c).chunk(2, dim=-1)
+        return self.final_linear((1 + scale) * self.final_ln(h) + shift)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _expected_parameters(config: NetworkConfig) -> int:
+    """Closed-form parameter count (used by tests to pin the layout)."""
+    d, e, q = config.dim, config.expansion, config.dim // 4
+    time = (q * d + d) + (d * d + d)
+    block = (d * e * d + e * d) + (e * d * d + d) + (d * 3 * d + 3 * d)
+    return (time + (config.cond_dim * d + d) + (config.input_dim * d + d) + config.depth * block
+            + (d * 2 * d + 2 * d) + (d * config.input_dim + config.input_dim))
+

@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from globeflow.network import GeoAdaLNMLP, NetworkConfig, _expected_parameters, positional_embedding
+
+
+def test_published_sizes_match_the_paper():
+    # The paper: 36.0M parameters at dim 512 / depth 12 (OSV-5M), 9.15M at dim 256 / depth 12 (iNat21).
+    assert round(GeoAdaLNMLP(NetworkConfig(cond_dim=1024, dim=512, depth=12)).num_parameters() / 1e6, 1) == 36.0
+    assert round(GeoAdaLNMLP(NetworkConfig(cond_dim=1024, dim=256, depth=12)).num_parameters() / 1e6, 2) == 9.15
+
+
+@pytest.mark.parametrize("cfg", [NetworkConfig(cond_dim=7, dim=16, depth=1), NetworkConfig(cond_dim=32, dim=64, depth=3, expansion=2)])
+def test_parameter_count_closed_form(cfg):
+    assert GeoAdaLNMLP(cfg).num_parameters() == _expected_parameters(cfg)
+
+
+def test_published_parameter_names_and_shapes():
+    cfg = NetworkConfig(cond_dim=10, dim=16, depth=2)
+    sd = GeoAdaLNMLP(cfg).state_dict()
+    expected = {
+        "time_embedder.map_time.0.weight": (16, 4), "time_embedder.map_time.2.weight": (16, 16),
+        "cond_mapper.weight": (16, 10), "initial_mapper.weight": (16, 3),
+        "blocks.1.mlp.0.weight": (64, 16), "blocks.1.mlp.3.weight": (16, 64),
+        "blocks.1.ada_map.1.weight": (48, 16), "final_adaln.1.weight": (32, 16),
+        "final_linear.weight": (3, 16), "final_linear.bias": (3,),
+    }
+    for k, shape in expected.items():
+        assert tuple(sd[k].shape) == shape, k
+    assert len(sd) == 2 * (2 + 2 + 2 * 3 + 1 + 1)  # weight + bias of every Linear
+
+
+def test_blocks_start_as_identity():
+    torch.manual_seed(0)
+    net = GeoAdaLNMLP(NetworkConfig(cond_dim=5, dim=16, depth=3))
+    x, g, e = torch.randn(4, 3), torch.rand(4), torch.randn(4, 5)
+    h = net.initial_mapper(x)
+    c = net.condition(g, e)
+    for block in net.blocks:
+        assert torch.equal(block(h, c), h)
+
+
+def test_positional_embedding_closed_form():
+    x = torch.tensor([0.0, 1.0, 250.0])
+    emb = positional_embedding(x, 8)
+    freqs = torch.tensor([1.0, 10000 ** (-1 / 3), 10000 ** (-2 / 3), 1e-4])
+    assert torch.allclose(emb[:, :4], torch.cos(x[:, None] * freqs), atol=1e-6)
+    assert torch.allclose(emb[:, 4:], torch.sin(x[:, None] * freqs), atol=1e-6)
+
+
+def test_time_embedding_is_standardised_before_the_mlp():
+    net = GeoAdaLNMLP(NetworkConfig(cond_dim=3, dim=32, depth=1))
+    captured = {}
+
+    def hook(module, inputs, output):
+        captured["in"] = inputs[0]
+
+    net.time_embedder.map_time[0].register_forward_hook(hook)
+    net.time_embedder(torch.tensor([0.3, 0.9]))
+    feats = captured["in"]
+    assert torch.allclose(feats.mean(-1), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(feats.std(-1), torch.ones(2), atol=1e-5)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="multiple of 8"):
+        NetworkConfig(cond_dim=3, dim=12)
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        NetworkConfig(cond_dim=3, depth=0)
