@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -89,6 +90,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
     result = train(a.data, a.out, kind=a.model, network={"dim": a.dim, "depth": a.depth}, config=config,
                    val_data=a.val, resume=a.resume, device=a.device, progress=not a.no_progress,
                    cond_drop=a.cond_drop)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # one summary per run, from the process that wrote the checkpoint
     print(json.dumps({"run_dir": str(result.run_dir), "step": result.step, "final_loss": result.final_loss,
                       "val_loss": result.val_loss, "skipped_steps": result.skipped_steps,
                       "seconds": round(result.seconds, 1)}))

@@ -18,8 +18,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable
-
 import healpy
 import numpy as np
 import torch
@@ -34,8 +32,10 @@ _GEOSCORE_SCALE_KM = 1492.7
 #: Added to ``seed`` for the Monte Carlo sample that *scores* the Bayes predictor, so that it never
 #: reuses the sample the predictor was fitted on (that would bias the score upwards).
 _EVAL_SEED_OFFSET = 1_000_003
-#: Upper bound on the elements of one (classes, candidates, samples) block: 2^18 float64 = 2 MiB, cache-sized: larger blocks are slower.
-_CHUNK_ELEMENTS = 1 << 18
+#: Upper bound on the elements of one (classes, candidates, samples) block: 2^20 float64 = 8 MiB.
+#: Much smaller blocks drown in per-op threading overhead when the CPU is shared; larger ones
+#: fall out of cache.
+_CHUNK_ELEMENTS = 1 << 20
 #: Coarsest HEALPix level of the predictor's beam search (192 cells, ~15 degrees apart).
 _BEAM_START_NSIDE = 4
 #: The local pattern search stops once its step is below this many km (far below the MC error).
@@ -111,13 +111,13 @@ class KnownAnswerTask:
         """Number of classes ``C``."""
         return len(self.classes)
 
-    def _params(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _params(self, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
         """Padded float64 mixture parameters: ``mu (C, K, 3)``, ``kappa (C, K)``, ``log_w (C, K)``.
 
         ``K`` is the largest number of components; padding slots get weight 0 (``log_w = -inf``) so
         they are never sampled and vanish from every logsumexp.
         """
-        return _padded_params(self.classes)
+        return tuple(t.to(device) for t in _padded_params(self.classes))  # type: ignore[return-value]
 
     def class_vectors(self) -> Tensor:
         """The class vectors ``(C, embed_dim)`` float32, ``N(0, I / embed_dim)``, fixed by ``seed``."""
@@ -161,13 +161,16 @@ class KnownAnswerTask:
             ``x.shape[:-1]``.
         """
         x = x.to(torch.float64)
-        labels = _align_labels(labels, x.shape[:-1])
-        mu, kappa, log_w = self._params()
+        labels = _align_labels(labels.to(x.device), x.shape[:-1])
+        mu, kappa, log_w = self._params(x.device)
         return _mixture_log_prob(x.unsqueeze(-2), mu[labels], kappa[labels], log_w[labels])
 
     def log_prob_all(self, x: Tensor) -> Tensor:
-        """``log p(x | c)`` for every class: ``x (..., 3) -> (..., C)`` float64."""
-        mu, kappa, log_w = self._params()
+        """``log p(x | c)`` for every class: ``x (..., 3) -> (..., C)`` float64.
+
+        Builds ``(..., C, K, 3)`` temporaries: chunk very large inputs.
+        """
+        mu, kappa, log_w = self._params(x.device)
         x = x.to(torch.float64)[..., None, None, :]
         return _mixture_log_prob(x, mu, kappa, log_w)
 
@@ -178,7 +181,7 @@ class KnownAnswerTask:
     def class_log_posterior(self, embedding: Tensor) -> Tensor:
         """``log p(c | embedding)`` under the uniform class prior: ``(n, D) -> (n, C)`` float64."""
         e = embedding.to(torch.float64)
-        v = self.class_vectors().to(torch.float64)
+        v = self.class_vectors().to(device=e.device, dtype=torch.float64)
         sq = torch.cdist(e, v).square()
         return torch.log_softmax(-sq / (2.0 * self.noise**2), dim=-1)
 
@@ -206,8 +209,8 @@ class KnownAnswerTask:
         if num_samples < 2:
             raise ValueError(f"num_samples must be >= 2 for a standard error, got {num_samples}")
         x = self._class_samples(num_samples, torch.Generator().manual_seed(seed))  # (C, N, 3)
-        labels = torch.arange(self.num_classes)
-        neg_log_p = -_chunked_last(lambda xs: self.log_prob(xs, labels), x)
+        # One class at a time: (N, K, 3) temporaries, a few tens of MB at the default N.
+        neg_log_p = -torch.stack([self.log_prob(x[c], torch.tensor(c)) for c in range(self.num_classes)])
         return neg_log_p.mean(dim=1), neg_log_p.std(dim=1) / math.sqrt(num_samples)
 
     def entropy(self, num_samples: int = 200_000, seed: int = 0) -> Tensor:
@@ -225,7 +228,7 @@ class KnownAnswerTask:
 
         1. A beam search down the nested HEALPix hierarchy, from ``nside=4`` (all 192 cells) to
            ``nside``: at each level the ``beam`` best cells are split into their 4 children. An
-           exhaustive scan of all ``12 nside^2`` cells costs ~20 s per class on a CPU at
+           exhaustive scan of all ``12 nside^2`` cells costs ~20 s per class on a 2-core CPU at
            ``nside=64``; the GeoScore kernel (scale ~13 degrees) is smooth at the coarse cell size,
            so the best fine cell lies under one of the best coarse cells. ``beam >= 12 nside^2``
            makes every level exhaustive.
@@ -316,10 +319,12 @@ def _padded_params(classes: tuple[tuple[Component, ...], ...]) -> tuple[Tensor, 
     kappa = torch.ones(len(classes), num_k, dtype=torch.float64)
     log_w = torch.full((len(classes), num_k), -math.inf, dtype=torch.float64)
     for i, comps in enumerate(classes):
+        # Renormalise: the task accepts weights summing to 1 within 1e-6, the density must be exact.
+        total = sum(comp.weight for comp in comps)
         for k, comp in enumerate(comps):
             latlon[i, k] = torch.tensor([comp.lat, comp.lon], dtype=torch.float64)
             kappa[i, k] = comp.kappa
-            log_w[i, k] = math.log(comp.weight)
+            log_w[i, k] = math.log(comp.weight / total)
     return geo.latlon_to_xyz(latlon), kappa, log_w
 
 
@@ -335,12 +340,6 @@ def _align_labels(labels: Tensor, batch_shape: torch.Size) -> Tensor:
     if extra < 0 or tuple(labels.shape) != tuple(batch_shape[: labels.dim()]):
         raise ValueError(f"labels of shape {tuple(labels.shape)} do not lead locations of shape {tuple(batch_shape)}")
     return labels.reshape(*labels.shape, *([1] * extra)).expand(batch_shape)
-
-
-def _chunked_last(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """Apply ``fn`` to ``x (C, N, 3)`` in slices along ``N`` (bounding temporaries); ``-> (C, N)``."""
-    step = max(1, _CHUNK_ELEMENTS // (16 * x.shape[0]))
-    return torch.cat([fn(xs) for xs in x.split(step, dim=1)], dim=1)
 
 
 def _geoscore_from_angle(theta: Tensor) -> Tensor:

@@ -1,0 +1,112 @@
+"""The command line end to end on tiny data: outputs, reports, and one clear line per bad input."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from globeflow.cli import main
+from globeflow.data import write_embeddings
+
+from helpers import make_rows, write_dataset
+
+TRAIN_ARGS = ["--dim", "32", "--depth", "2", "--steps", "30", "--batch-size", "64", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    write_dataset(d / "train.parquet", 2000, 0)
+    write_dataset(d / "test.parquet", 50, 1)
+    assert main(["train", str(d / "train.parquet"), "--out", str(d / "run"), *TRAIN_ARGS]) == 0
+    return d
+
+
+def error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_predict_writes_one_row_per_input(run, capsys):
+    out = run / "pred.parquet"
+    assert main(["predict", str(run / "run"), str(run / "test.parquet"), "--out", str(out),
+                 "--num-samples", "8", "--steps", "4"]) == 0
+    table = pq.read_table(out).to_pydict()
+    assert len(table["id"]) == 50
+    assert set(table) >= {"id", "lat_pred", "lon_pred", "lat", "lon", "error_km"}
+    assert all(-90 <= v <= 90 for v in table["lat_pred"])
+    csv = run / "pred.csv"
+    assert main(["predict", str(run / "run"), str(run / "test.parquet"), "--out", str(csv), "--point", "single",
+                 "--steps", "4"]) == 0
+    assert len(csv.read_text().strip().splitlines()) == 51
+
+
+def test_evaluate_report_keys(run):
+    out = run / "report.json"
+    assert main(["evaluate", str(run / "run"), str(run / "test.parquet"), "--out", str(out), "--num-samples", "8",
+                 "--steps", "4"]) == 0
+    report = json.loads(out.read_text())
+    m = report["metrics"]
+    for key in ("n", "geoscore", "mean_km", "median_km", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km"):
+        assert key in m
+    assert m["n"] == 50 and 0 <= m["geoscore"] <= 5000
+    assert len(report["checkpoint"]["sha256"]) == 64 and report["data"]["num_valid"] == 50
+
+
+def test_missing_data_file(run, capsys):
+    assert main(["evaluate", str(run / "run"), str(run / "nope.parquet"), "--out", str(run / "r.json")]) == 2
+    line = error_line(capsys)
+    assert "nope.parquet" in line and line.startswith("globeflow: error:")
+
+
+def test_missing_checkpoint(run, capsys):
+    assert main(["predict", str(run / "norun"), str(run / "test.parquet"), "--out", str(run / "p.csv")]) == 2
+    assert "no checkpoint found" in error_line(capsys)
+
+
+def test_wrong_embedding_size(run, capsys):
+    latlon, emb, _ = make_rows(10, 3)
+    write_embeddings(run / "wide.parquet", latlon, torch.cat((emb, emb), 1))
+    assert main(["predict", str(run / "run"), str(run / "wide.parquet"), "--out", str(run / "p.csv")]) == 2
+    line = error_line(capsys)
+    assert "wide.parquet" in line and "16" in line and "8" in line
+
+
+def test_nan_coordinates_fail_or_are_skipped(run, capsys):
+    latlon, emb, _ = make_rows(10, 4)
+    latlon[3, 0] = float("nan")
+    write_embeddings(run / "nan.parquet", latlon, emb)
+    out = run / "nan.csv"
+    assert main(["predict", str(run / "run"), str(run / "nan.parquet"), "--out", str(out)]) == 2
+    assert "nan.parquet row 3" in error_line(capsys)
+    assert not out.exists()  # nothing half-written
+    assert main(["predict", str(run / "run"), str(run / "nan.parquet"), "--out", str(out), "--skip-invalid",
+                 "--num-samples", "4", "--steps", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == 9 and summary["skipped_rows"] == 1
+
+
+def test_wrong_columns_and_empty_dataset(run, capsys):
+    import pyarrow as pa
+    pq.write_table(pa.table({"latitude": [1.0], "lon": [2.0]}), run / "cols.parquet")
+    assert main(["train", str(run / "cols.parquet"), "--out", str(run / "x"), *TRAIN_ARGS]) == 2
+    line = error_line(capsys)
+    assert "cols.parquet" in line and "lat" in line and "embedding" in line
+    latlon, emb, _ = make_rows(0, 0)
+    write_embeddings(run / "empty.parquet", latlon, emb.reshape(0, 8))
+    assert main(["train", str(run / "empty.parquet"), "--out", str(run / "y"), *TRAIN_ARGS]) == 2
+    assert "no valid rows" in error_line(capsys)
+
+
+def test_corrupt_checkpoint(run, capsys, tmp_path):
+    bad = tmp_path / "checkpoint.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(bad), str(run / "test.parquet"), "--out", str(tmp_path / "r.json")]) == 2
+    assert "corrupt" in error_line(capsys)
+
+
+def test_unsupported_output_format(run, capsys):
+    assert main(["predict", str(run / "run"), str(run / "test.parquet"), "--out", str(run / "p.xlsx")]) == 2
+    assert "unsupported output format .xlsx" in error_line(capsys)
