@@ -67,3 +67,14 @@ def test_config_validation():
         NetworkConfig(cond_dim=3, dim=12)
     with pytest.raises(ValueError, match="depth must be >= 1"):
         NetworkConfig(cond_dim=3, depth=0)
+
+
+def test_per_image_broadcast_equals_repeated_rows():
+    torch.manual_seed(0)
+    net = GeoAdaLNMLP(NetworkConfig(cond_dim=5, dim=16, depth=2))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x, g, e = torch.randn(3, 7, 3), torch.rand(3), torch.randn(3, 5)
+    shared = net(x, g, e)
+    flat = net(x.reshape(21, 3), g.repeat_interleave(7), e.repeat_interleave(7, dim=0))
+    assert torch.allclose(shared.reshape(21, 3), flat, atol=1e-6)

@@ -111,7 +111,7 @@ class GeoFlowModel(nn.Module):
         return self.loss(x1, emb, generator=generator)
 
     def output(self, x: Tensor, gamma: Tensor, emb: Tensor, guidance: float = 0.0) -> Tensor:
-        """Raw (guided) network output at ``x (N, 3)``, ``gamma`` scalar or ``(N,)``."""
+        """Raw (guided) network output at ``x (N, 3)`` or ``(N, S, 3)``, ``gamma`` scalar or ``(N,)``."""
         gamma = gamma.expand(x.shape[0]) if gamma.dim() == 0 else gamma
         if guidance == 0.0:
             return self.network(x, gamma, emb)
@@ -121,7 +121,7 @@ class GeoFlowModel(nn.Module):
         return (1.0 + guidance) * cond - guidance * uncond
 
     def velocity(self, x: Tensor, gamma: Tensor, emb: Tensor, guidance: float = 0.0) -> Tensor:
-        """``dx/dgamma (N, 3)``; tangent to the sphere for ``rfm``."""
+        """``dx/dgamma``, shaped like ``x``; tangent to the sphere for ``rfm``."""
         g = gamma.expand(x.shape[0]) if gamma.dim() == 0 else gamma
         return self.path.velocity(self.output(x, g, emb, guidance), x, g)
 
@@ -148,22 +148,23 @@ class GeoFlowModel(nn.Module):
         if emb.dim() != 2 or emb.shape[1] != self.cond_dim:
             raise ValueError(f"embeddings must have shape (B, {self.cond_dim}), got {tuple(emb.shape)}")
         b = emb.shape[0]
-        rows = emb.repeat_interleave(num_samples, dim=0)
         if x_init is None:
-            x = self.path.prior((b * num_samples,), generator=generator, device=emb.device, dtype=emb.dtype)
+            x = self.path.prior((b, num_samples), generator=generator, device=emb.device, dtype=emb.dtype)
         else:
-            x = x_init.reshape(b * num_samples, 3).to(emb.dtype)
+            x = x_init.reshape(b, num_samples, 3).to(emb.dtype)
         grid = self.schedule.sampling_grid(sampler.steps, device=emb.device, dtype=emb.dtype)
-        out = torch.cat([self._solve(x[i:i + chunk_size], rows[i:i + chunk_size], grid, sampler, callback)
-                         for i in range(0, b * num_samples, chunk_size)]) if b * num_samples else x
-        return geo.projx(out).reshape(b, num_samples, 3)
+        # States stay (images, samples, 3): the network computes each image's conditioning once.
+        per_chunk = max(1, chunk_size // num_samples)
+        parts = [self._solve(x[i:i + per_chunk], emb[i:i + per_chunk], grid, sampler, callback)
+                 for i in range(0, b, per_chunk)]
+        return geo.projx(torch.cat(parts)) if parts else x
 
     def _solve(self, x: Tensor, emb: Tensor, grid: Tensor, sampler: SamplerConfig, callback) -> Tensor:
         w = sampler.guidance
         if sampler.method == "ddim":
             path = self.path
             assert isinstance(path, DiffusionPath)
-            return solvers.ddim(lambda y, g: path.denoise(self.output(y, g, emb, w), y, g.expand(y.shape[0])),
+            return solvers.ddim(lambda y, g: path.denoise(self.output(y, g, emb, w), y, g.expand(emb.shape[0])),
                                 x, grid, callback=callback)
         return solvers.solve(lambda y, g: self.velocity(y, g, emb, w), x, grid, method=sampler.method,
                              space=self.path.space, step=sampler.step, callback=callback)

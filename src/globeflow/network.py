@@ -95,7 +95,10 @@ class GeoAdaLNMLP(nn.Module):
     Args:
         config: sizes; see :class:`NetworkConfig`.
     Shapes:
-        ``x (N, input_dim)``, ``gamma (N,)``, ``emb (N, cond_dim)`` -> ``(N, input_dim)``.
+        ``x (N, input_dim)``, ``gamma (N,)``, ``emb (N, cond_dim)`` -> ``(N, input_dim)``; or, to share
+        the per-image work between many samples of one image, ``x (N, S, input_dim)`` with ``gamma
+        (N,)`` and ``emb (N, cond_dim)``: the condition vector and every block's modulation are then
+        computed once per image and broadcast over the ``S`` samples.
     """
 
     def __init__(self, config: NetworkConfig):
@@ -116,6 +119,8 @@ class GeoAdaLNMLP(nn.Module):
 
     def forward(self, x: Tensor, gamma: Tensor, emb: Tensor) -> Tensor:
         c = self.condition(gamma, emb)
+        if x.dim() == c.dim() + 1:
+            c = c.unsqueeze(-2)
         h = self.initial_mapper(x)
         for block in self.blocks:
             h = block(h, c)

@@ -41,8 +41,13 @@ class PathSample:
     target: Tensor
 
 
+def _per_row(gamma: Tensor, x: Tensor) -> Tensor:
+    """``gamma (N,)`` shaped to broadcast against ``x (N, ..., 3)``."""
+    return gamma.reshape(gamma.shape + (1,) * (x.dim() - gamma.dim()))
+
+
 class Path:
-    """Interface shared by the three variants."""
+    """Interface shared by the three variants. Points ``x (N, ..., 3)`` with ``gamma (N,)``."""
 
     kind: PathKind
     #: "sphere": states stay on S^2 and velocities are tangent; "euclidean": states live in R^3.
@@ -98,7 +103,7 @@ class EuclideanFlowPath(Path):
         return torch.randn(*shape, 3, generator=generator, device=device, dtype=dtype)
 
     def interpolate(self, x0: Tensor, x1: Tensor, gamma: Tensor) -> PathSample:
-        g = gamma.unsqueeze(-1)
+        g = _per_row(gamma, x1)
         return PathSample(x0, x1, gamma, g * x1 + (1 - g) * x0, x1 - x0)
 
     def velocity(self, output: Tensor, x: Tensor, gamma: Tensor) -> Tensor:
@@ -113,19 +118,19 @@ class DiffusionPath(Path):
         return torch.randn(*shape, 3, generator=generator, device=device, dtype=dtype)
 
     def interpolate(self, x0: Tensor, x1: Tensor, gamma: Tensor) -> PathSample:
-        g = gamma.unsqueeze(-1)
+        g = _per_row(gamma, x1)
         return PathSample(x0, x1, gamma, g.sqrt() * x1 + (1 - g).sqrt() * x0, x0)
 
     def denoise(self, output: Tensor, x: Tensor, gamma: Tensor) -> tuple[Tensor, Tensor]:
         """``(x1_hat, eps_hat)``: the clean point and the noise implied by the predicted noise."""
-        g = gamma.unsqueeze(-1)
+        g = _per_row(gamma, x)
         return (x - (1 - g).sqrt() * output) / g.sqrt(), output
 
     def velocity(self, output: Tensor, x: Tensor, gamma: Tensor) -> Tensor:
         # Probability-flow ODE in gamma: with x = sqrt(g) x1 + sqrt(1-g) eps and both held fixed,
         # dx/dg = x1 / (2 sqrt g) - eps / (2 sqrt(1-g)). Stiff near g = 0: use DDIM to sample.
         x1, eps = self.denoise(output, x, gamma)
-        g = gamma.unsqueeze(-1)
+        g = _per_row(gamma, x)
         return x1 / (2 * g.sqrt()) - eps / (2 * (1 - g).clamp_min(1e-12).sqrt())
 
 

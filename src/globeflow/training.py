@@ -150,6 +150,10 @@ class _Dist:
         if self.active:
             dist.barrier()
 
+    def close(self) -> None:
+        if self.active and dist.is_initialized():
+            dist.destroy_process_group()
+
 
 def _local_device(device: str | None) -> torch.device:
     dev = resolve_device(device)
@@ -285,6 +289,5 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
         bar.close()
         if log:
             log.close()
-    if start >= config.steps and ddp.main and not ckpt_path.exists():
-        save(config.steps)
+        ddp.close()
     return TrainResult(run_dir, config.steps, loss_value, val_loss, skipped, time.time() - t0)
