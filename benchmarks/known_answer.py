@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default="bench_out/known_answer", help="cache of data and trained runs")
     p.add_argument("--models", default="rfm,fm,diffusion")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo's)")
-    p.add_argument("--density-samples", type=int, default=500, help="samples per class for the density gap")
+    p.add_argument("--density-samples", type=int, default=4000, help="samples per class for the density gap")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)

@@ -73,7 +73,7 @@ def test_training_learns_and_logs(data, tmp_path):
     vals = [l["val_loss"] for l in lines if "val_loss" in l]
     assert len(vals) >= 2 and vals[-1] < vals[0]
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["model"]["network"]["cond_dim"] == 8 and cfg["train"]["steps"] == 150
+    assert cfg["model"]["network"]["cond_dim"] == 8 and cfg["train"]["steps"] == 150 and cfg["step"] == 150
     # Better than chance: the classes are separable, the predictions land near the right centre.
     latlon, emb, _ = make_rows(200, 7)
     m = point_metrics(Geolocator.load(run).predict(emb, num_samples=32, steps=8), latlon)

@@ -77,87 +77,93 @@ def _check_step(step: str) -> None:
         raise ValueError(f"unknown sphere step {step!r}; expected 'exp' or 'retraction'")
 
 
-def sphere_euler(field: Field, x: Tensor, grid: Tensor, callback: Callback = None, step: Step = "exp") -> Tensor:
-    """First order: ``x <- exp_x(h v(x))`` (or ``projx(x + h v)`` with ``step="retraction"``)."""
-    _check_step(step)
+StepFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+
+
+def _march(step: StepFn, x: Tensor, grid: Tensor, callback: Callback) -> Tensor:
+    """Apply ``x <- step(x, gamma_i, gamma_{i+1})`` along the grid."""
     for i in range(len(grid) - 1):
-        g, h = grid[i], grid[i + 1] - grid[i]
-        if step == "exp":
-            x = rotate(x, h * _omega(field, x, g))
-        else:
-            x = geo.projx(x + h * field(x, g))
+        x = step(x, grid[i], grid[i + 1])
         if callback is not None:
             callback(i, grid[i + 1], x)
     return x
+
+
+def sphere_euler(field: Field, x: Tensor, grid: Tensor, callback: Callback = None, step: Step = "exp") -> Tensor:
+    """First order: ``x <- exp_x(h v(x))`` (or ``projx(x + h v)`` with ``step="retraction"``)."""
+    _check_step(step)
+
+    def exp_step(x, g, g1):
+        h = g1 - g
+        return rotate(x, h * _omega(field, x, g))
+
+    def retraction_step(x, g, g1):
+        h = g1 - g
+        return geo.projx(x + h * field(x, g))
+
+    return _march(exp_step if step == "exp" else retraction_step, x, grid, callback)
 
 
 def sphere_midpoint(field: Field, x: Tensor, grid: Tensor, callback: Callback = None, step: Step = "exp") -> Tensor:
     """Second order, two field evaluations per step."""
     _check_step(step)
-    for i in range(len(grid) - 1):
-        g, h = grid[i], grid[i + 1] - grid[i]
-        if step == "exp":
-            x_mid = rotate(x, 0.5 * h * _omega(field, x, g))
-            x = rotate(x, h * _omega(field, x_mid, g + 0.5 * h))
-        else:
-            x_mid = geo.projx(x + 0.5 * h * field(x, g))
-            x = geo.projx(x + h * field(x_mid, g + 0.5 * h))
-        if callback is not None:
-            callback(i, grid[i + 1], x)
-    return x
+
+    def exp_step(x, g, g1):
+        h = g1 - g
+        x_mid = rotate(x, 0.5 * h * _omega(field, x, g))
+        return rotate(x, h * _omega(field, x_mid, g + 0.5 * h))
+
+    def retraction_step(x, g, g1):
+        h = g1 - g
+        x_mid = geo.projx(x + 0.5 * h * field(x, g))
+        return geo.projx(x + h * field(x_mid, g + 0.5 * h))
+
+    return _march(exp_step if step == "exp" else retraction_step, x, grid, callback)
 
 
 def sphere_rk4(field: Field, x: Tensor, grid: Tensor, callback: Callback = None, step: Step = "exp") -> Tensor:
     """Fourth order, four field evaluations per step (RKMK4 with ``step="exp"``)."""
     _check_step(step)
-    for i in range(len(grid) - 1):
-        g, h = grid[i], grid[i + 1] - grid[i]
-        if step == "exp":
-            k1 = _omega(field, x, g)
-            k2 = _dexpinv(0.5 * h * k1, _omega(field, rotate(x, 0.5 * h * k1), g + 0.5 * h))
-            k3 = _dexpinv(0.5 * h * k2, _omega(field, rotate(x, 0.5 * h * k2), g + 0.5 * h))
-            k4 = _dexpinv(h * k3, _omega(field, rotate(x, h * k3), g + h))
-            x = rotate(x, h / 6 * (k1 + 2 * k2 + 2 * k3 + k4))
-        else:
-            k1 = field(x, g)
-            k2 = field(geo.projx(x + 0.5 * h * k1), g + 0.5 * h)
-            k3 = field(geo.projx(x + 0.5 * h * k2), g + 0.5 * h)
-            k4 = field(geo.projx(x + h * k3), g + h)
-            x = geo.projx(x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4))
-        if callback is not None:
-            callback(i, grid[i + 1], x)
-    return x
+
+    def exp_step(x, g, g1):
+        h = g1 - g
+        k1 = _omega(field, x, g)
+        k2 = _dexpinv(0.5 * h * k1, _omega(field, rotate(x, 0.5 * h * k1), g + 0.5 * h))
+        k3 = _dexpinv(0.5 * h * k2, _omega(field, rotate(x, 0.5 * h * k2), g + 0.5 * h))
+        k4 = _dexpinv(h * k3, _omega(field, rotate(x, h * k3), g + h))
+        return rotate(x, h / 6 * (k1 + 2 * k2 + 2 * k3 + k4))
+
+    def retraction_step(x, g, g1):
+        h = g1 - g
+        # The radially extended field evaluated at x + d equals the field at projx(x + d).
+        return geo.projx(_rk4_increment(lambda y, t: field(geo.projx(y), t), x, g, h))
+
+    return _march(exp_step if step == "exp" else retraction_step, x, grid, callback)
+
+
+def _rk4_increment(field: Field, x: Tensor, g: Tensor, h: Tensor) -> Tensor:
+    """One classical RK4 step in R^3."""
+    k1 = field(x, g)
+    k2 = field(x + 0.5 * h * k1, g + 0.5 * h)
+    k3 = field(x + 0.5 * h * k2, g + 0.5 * h)
+    k4 = field(x + h * k3, g + h)
+    return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
 def euclidean_euler(field: Field, x: Tensor, grid: Tensor, callback: Callback = None) -> Tensor:
-    for i in range(len(grid) - 1):
-        g, h = grid[i], grid[i + 1] - grid[i]
-        x = x + h * field(x, g)
-        if callback is not None:
-            callback(i, grid[i + 1], x)
-    return x
+    return _march(lambda x, g, g1: x + (g1 - g) * field(x, g), x, grid, callback)
 
 
 def euclidean_midpoint(field: Field, x: Tensor, grid: Tensor, callback: Callback = None) -> Tensor:
-    for i in range(len(grid) - 1):
-        g, h = grid[i], grid[i + 1] - grid[i]
-        x = x + h * field(x + 0.5 * h * field(x, g), g + 0.5 * h)
-        if callback is not None:
-            callback(i, grid[i + 1], x)
-    return x
+    def step(x, g, g1):
+        h = g1 - g
+        return x + h * field(x + 0.5 * h * field(x, g), g + 0.5 * h)
+
+    return _march(step, x, grid, callback)
 
 
 def euclidean_rk4(field: Field, x: Tensor, grid: Tensor, callback: Callback = None) -> Tensor:
-    for i in range(len(grid) - 1):
-        g, h = grid[i], grid[i + 1] - grid[i]
-        k1 = field(x, g)
-        k2 = field(x + 0.5 * h * k1, g + 0.5 * h)
-        k3 = field(x + 0.5 * h * k2, g + 0.5 * h)
-        k4 = field(x + h * k3, g + h)
-        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        if callback is not None:
-            callback(i, grid[i + 1], x)
-    return x
+    return _march(lambda x, g, g1: _rk4_increment(field, x, g, g1 - g), x, grid, callback)
 
 
 def ddim(denoise: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], x: Tensor, grid: Tensor,
@@ -167,13 +173,11 @@ def ddim(denoise: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], x: Tensor, 
     ``denoise(x, gamma) -> (x1_hat, eps_hat)``; each step re-noises the current clean estimate to
     the next level with the current noise estimate: ``x <- sqrt(g') x1_hat + sqrt(1 - g') eps_hat``.
     """
-    for i in range(len(grid) - 1):
-        x1_hat, eps_hat = denoise(x, grid[i])
-        g_next = grid[i + 1]
-        x = g_next.sqrt() * x1_hat + (1 - g_next).clamp_min(0).sqrt() * eps_hat
-        if callback is not None:
-            callback(i, g_next, x)
-    return x
+    def step(x, g, g_next):
+        x1_hat, eps_hat = denoise(x, g)
+        return g_next.sqrt() * x1_hat + (1 - g_next).clamp_min(0).sqrt() * eps_hat
+
+    return _march(step, x, grid, callback)
 
 
 _SPHERE = {"euler": sphere_euler, "midpoint": sphere_midpoint, "rk4": sphere_rk4}

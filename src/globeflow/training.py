@@ -40,8 +40,8 @@ class TrainingError(RuntimeError):
 class TrainConfig:
     """Optimisation settings; saved in every checkpoint. ``batch_size`` is the global batch."""
 
-    steps: int = 3000
-    batch_size: int = 1024
+    steps: int = 4000
+    batch_size: int = 512
     lr: float = 1e-3
     optimizer: Literal["adamw", "lamb"] = "adamw"
     weight_decay: float = 0.05
@@ -219,9 +219,6 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
 
     if ddp.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(
-            {"model": model_config.to_dict(), "train": dataclasses.asdict(config), "data": info.to_dict(),
-             "world_size": ddp.world}, indent=2))
     if config.batch_size % ddp.world:
         raise TrainingError(f"batch size {config.batch_size} is not divisible by the {ddp.world} processes")
     local_batch = config.batch_size // ddp.world
@@ -237,6 +234,10 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
         save_checkpoint(ckpt_path, tensors, model_config=model_config.to_dict(),
                         train_config=dataclasses.asdict(config), step=step, optim_groups=groups,
                         extra={"data": info.to_dict()})
+        # A readable copy of what the checkpoint's metadata says (never read back).
+        atomic_write_text(run_dir / "config.json", json.dumps(
+            {"step": step, "model": model_config.to_dict(), "train": dataclasses.asdict(config),
+             "data": info.to_dict(), "world_size": ddp.world}, indent=2))
 
     log = open(run_dir / "metrics.jsonl", "a") if ddp.main else None
     bar = tqdm(total=config.steps, initial=start, disable=not (progress and ddp.main), desc="train", unit="step")
