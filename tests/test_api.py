@@ -71,3 +71,21 @@ def test_best_expected_geoscore_picks_the_dense_cluster():
     two = geo.latlon_to_xyz(torch.tensor([[0.0, 0.0], [0.0, 10.0]], dtype=torch.float64)).unsqueeze(0)
     d = geo.EARTH_RADIUS_KM * torch.deg2rad(torch.tensor(10.0, dtype=torch.float64))
     assert torch.allclose(expected_geoscore(two, two), (2500 + 2500 * torch.exp(-d / 1492.7)).expand(1, 2))
+
+
+def test_log_prob_of_a_zero_field_is_uniform_and_units_are_stated():
+    import math
+
+    m = model()
+    torch.nn.init.zeros_(m.network.final_linear.weight)
+    torch.nn.init.zeros_(m.network.final_linear.bias)
+    g = Geolocator(m, device="cpu")
+    latlon = torch.tensor([[0.0, 0.0], [90.0, 0.0], [-33.9, 179.99]])
+    lp = g.log_prob(torch.randn(3, 4), latlon, steps=4)
+    assert torch.allclose(lp, torch.full((3,), -math.log(4 * math.pi), dtype=torch.float64), atol=1e-6)
+    km2 = g.log_prob(torch.randn(3, 4), latlon, steps=4, units="km2")
+    assert torch.allclose(km2, lp - 2 * math.log(6371.0), atol=1e-6)
+    with pytest.raises(ValueError, match="finite degrees in range"):
+        g.log_prob(torch.randn(1, 4), torch.tensor([[95.0, 0.0]]))
+    with pytest.raises(ValueError, match="units must be"):
+        g.log_prob(torch.randn(1, 4), torch.tensor([[5.0, 0.0]]), units="m2")

@@ -110,3 +110,35 @@ def test_corrupt_checkpoint(run, capsys, tmp_path):
 def test_unsupported_output_format(run, capsys):
     assert main(["predict", str(run / "run"), str(run / "test.parquet"), "--out", str(run / "p.xlsx")]) == 2
     assert "unsupported output format .xlsx" in error_line(capsys)
+
+
+def test_log_prob_units_and_rows(run, capsys):
+    sr, km = run / "lp.parquet", run / "lp_km.csv"
+    assert main(["log-prob", str(run / "run"), str(run / "test.parquet"), "--out", str(sr), "--steps", "4"]) == 0
+    assert main(["log-prob", str(run / "run"), str(run / "test.parquet"), "--out", str(km), "--steps", "4",
+                 "--units", "km2"]) == 0
+    a = pq.read_table(sr).to_pydict()
+    assert len(a["log_prob"]) == 50 and set(a["units"]) == {"nats/sr"}
+    import math
+
+    import pyarrow.csv as pacsv
+    b = pacsv.read_csv(km).to_pydict()
+    assert set(b["units"]) == {"nats/km2"}
+    for x, y in zip(a["log_prob"], b["log_prob"]):
+        assert y == pytest.approx(x - 2 * math.log(6371.0), abs=1e-9)
+
+
+def test_evaluate_reports_nll_and_refuses_it_for_r3_models(run, capsys):
+    out = run / "report_nll.json"
+    assert main(["evaluate", str(run / "run"), str(run / "test.parquet"), "--out", str(out), "--num-samples", "4",
+                 "--steps", "4"]) == 0
+    m = json.loads(out.read_text())["metrics"]
+    assert m["nll_units"] == "nats/sr" and m["nll"] is not None and abs(m["nll"]) < 20
+    assert main(["train", str(run / "train.parquet"), "--out", str(run / "fm"), "--model", "fm", *TRAIN_ARGS]) == 0
+    capsys.readouterr()
+    assert main(["log-prob", str(run / "fm"), str(run / "test.parquet"), "--out", str(run / "fm.csv")]) == 2
+    assert "need an rfm model" in error_line(capsys)
+    assert main(["evaluate", str(run / "fm"), str(run / "test.parquet"), "--out", str(out), "--num-samples", "4",
+                 "--steps", "4"]) == 0
+    m = json.loads(out.read_text())["metrics"]
+    assert m["nll"] is None and "no normalised density" in m["nll_note"]

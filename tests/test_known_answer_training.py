@@ -36,3 +36,19 @@ def test_short_run_approaches_the_truth(trained):
         assert abs(d["gap_nats"]) < 0.4, d
     # Solvers agree with each other when the field is smooth.
     assert abs(r["density"][0]["gap_nats"] - r["density"][1]["gap_nats"]) < 0.15
+
+
+def test_trained_density_integrates_to_one(trained):
+    # Class 1 (one continent-wide mode, ~1400 km) is resolved by the 16 x 16 x 12 equal-area cells of
+    # ~900 km. (Guided densities of trained models are much sharper and need finer grids; guided
+    # normalisation is tested on a smooth random field in test_likelihood.py.)
+    from globeflow import grid as hp
+    from globeflow.likelihood import log_prob_ode
+
+    task, g = trained
+    cells = hp.cell_centers(16, dtype=torch.float32)
+    emb = task.class_vectors()[1].expand(len(cells), -1)
+    grid = g.model.schedule.sampling_grid(16)
+    r = log_prob_ode(lambda y, gam: g.model.velocity(y, gam, emb), cells, grid=grid)
+    mass = (r.log_prob.double().exp() * hp.cell_area(16)).sum().item()
+    assert abs(mass - 1) < 0.01, mass

@@ -19,6 +19,8 @@ from torch import Tensor
 from . import geometry as geo
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from .data import Batch, EmbeddingDataset
+from .likelihood import KM2_OFFSET, log_prob_ode
+from .metrics import valid_latlon
 from .models import GeoFlowModel, ModelConfig, SamplerConfig
 from .points import best_expected_geoscore
 from .training import resolve_device
@@ -139,6 +141,43 @@ class Geolocator:
         else:
             raise ValueError(f"unknown point strategy {strategy!r}; expected one of {', '.join(POINT_STRATEGIES)}")
         return geo.xyz_to_latlon(best).cpu()
+
+    def require_density(self) -> None:
+        """Raise ``ValueError`` unless the model has an exact, normalised density on the sphere."""
+        if self.config.kind != "rfm":
+            raise ValueError(f"exact log-densities on the sphere need an rfm model; this is a {self.config.kind} "
+                             "model, whose density lives in R^3 (its restriction to the sphere is not a "
+                             "normalised density), so none is computed")
+
+    def log_prob(self, embeddings: Tensor | np.ndarray, latlon: Tensor | np.ndarray, *, steps: int = 16,
+                 method: str = "rk4", cfg: float = 0.0, divergence: str = "exact", units: str = "sr",
+                 rtol: float = 1e-5, atol: float = 1e-5, seed: int | None = 0) -> Tensor:
+        """Exact log-density of the model at given locations, ``(B,)`` on the CPU.
+
+        Args:
+            embeddings: ``(B, D)``; latlon: ``(B, 2)`` degrees, one location per embedding.
+            steps, method: fixed-step ``"rk4"`` on the schedule's grid, or adaptive ``"dopri5"``.
+            cfg: guidance scale (the guided field's density is also normalised).
+            divergence: ``"exact"`` or ``"hutchinson"`` (see :mod:`globeflow.likelihood`).
+            units: ``"sr"`` for nats per steradian, ``"km2"`` for nats per km^2.
+        Raises:
+            ValueError: for the R^3 variants (``fm``, ``diffusion``), whose densities live in R^3:
+                restricted to the sphere they are not normalised, so no number is returned.
+        """
+        self.require_density()
+        if units not in ("sr", "km2"):
+            raise ValueError(f"units must be 'sr' or 'km2', got {units!r}")
+        emb = self._embeddings(embeddings)
+        ll = torch.as_tensor(np.asarray(latlon) if not isinstance(latlon, Tensor) else latlon, dtype=torch.float64)
+        if ll.shape != (emb.shape[0], 2) or not valid_latlon(ll).all():
+            raise ValueError(f"latlon must be ({emb.shape[0]}, 2) finite degrees in range, got shape {tuple(ll.shape)}")
+        x = geo.latlon_to_xyz(ll).to(self.device, torch.float32)
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        grid = self.model.schedule.sampling_grid(steps, device=self.device)
+        result = log_prob_ode(lambda y, g: self.model.velocity(y, g, emb, cfg), x, grid=grid, method=method,
+                              divergence_kind=divergence, rtol=rtol, atol=atol, generator=gen)  # type: ignore[arg-type]
+        out = result.log_prob.double().cpu()
+        return out + KM2_OFFSET if units == "km2" else out
 
     def predict_batches(self, dataset: EmbeddingDataset, *, batch_size: int = 256, progress: bool = False,
                         metadata: bool = False, **predict_kwargs) -> Iterator[tuple[Batch, Tensor]]:

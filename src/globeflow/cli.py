@@ -1,4 +1,4 @@
-"""Command line: ``globeflow train | predict | evaluate | demo``. Thin: parse, call the library, format."""
+"""Command line: ``globeflow train | predict | evaluate | log-prob | demo``. Thin: parse, call the library, format."""
 
 from __future__ import annotations
 
@@ -72,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="report JSON path")
     _add_sampler_args(e)
 
+    e.add_argument("--no-nll", action="store_true", help="skip the exact negative log-likelihood (rfm models)")
+
+    lp = sub.add_parser("log-prob", help="exact log-density of each row's true location (rfm models)")
+    lp.add_argument("run", help="run directory or checkpoint file")
+    lp.add_argument("data", help="embedding dataset with lat, lon")
+    lp.add_argument("--out", required=True, help="output file: .parquet or .csv")
+    lp.add_argument("--steps", type=int, default=16, help="RK4 steps (default 16)")
+    lp.add_argument("--method", choices=("rk4", "dopri5"), default="rk4")
+    lp.add_argument("--guidance", type=float, default=0.0)
+    lp.add_argument("--divergence", choices=("exact", "hutchinson"), default="exact")
+    lp.add_argument("--units", choices=("sr", "km2"), default="sr", help="nats per steradian (default) or per km^2")
+    lp.add_argument("--batch-size", type=int, default=1024)
+    lp.add_argument("--skip-invalid", action="store_true")
+    lp.add_argument("--device", default=None)
+
     m = sub.add_parser("demo", help="train and evaluate on the built-in known-answer task (no download)")
     m.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     m.add_argument("--steps", type=int, default=None, help="training steps (default: the demo's)")
@@ -116,8 +131,18 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluation import evaluate_to_file
 
     report = evaluate_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
-                              skip_invalid=a.skip_invalid, **_predict_kwargs(a))
+                              skip_invalid=a.skip_invalid, nll=not a.no_nll, **_predict_kwargs(a))
     print(json.dumps(report["metrics"], indent=2))
+    return 0
+
+
+def _cmd_log_prob(a: argparse.Namespace) -> int:
+    from .evaluation import log_prob_to_file
+
+    summary = log_prob_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
+                               skip_invalid=a.skip_invalid, units=a.units, steps=a.steps, method=a.method,
+                               cfg=a.guidance, divergence=a.divergence)
+    print(json.dumps(summary))
     return 0
 
 
@@ -129,7 +154,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "demo": _cmd_demo}
+COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "log-prob": _cmd_log_prob,
+            "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

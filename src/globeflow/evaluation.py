@@ -21,7 +21,8 @@ from .checkpoint import atomic_write_text, resolve_checkpoint
 from .data import EmbeddingDataset
 from .metrics import distances_km, point_metrics
 
-__all__ = ["predict_dataset", "predict_to_file", "evaluate_to_file", "file_sha256"]
+__all__ = ["predict_dataset", "predict_to_file", "evaluate_to_file", "log_prob_dataset", "log_prob_to_file",
+           "file_sha256"]
 
 OUTPUT_FORMATS = (".parquet", ".csv")
 
@@ -48,6 +49,37 @@ def predict_dataset(geolocator: Geolocator, dataset: EmbeddingDataset, *, batch_
     p, t = torch.cat(pred).double(), torch.cat(true).double()
     return {"id": ids, "lat_pred": p[:, 0].numpy(), "lon_pred": p[:, 1].numpy(), "lat": t[:, 0].numpy(),
             "lon": t[:, 1].numpy(), "error_km": distances_km(p, t).numpy()}
+
+
+def log_prob_dataset(geolocator: Geolocator, dataset: EmbeddingDataset, *, batch_size: int = 1024,
+                     progress: bool = True, **log_prob_kwargs: Any) -> dict[str, Any]:
+    """Log-density of every valid row at its own location: columns ``id``, ``log_prob``."""
+    ids: list = []
+    values = []
+    for batch in dataset.iter_batches(batch_size, progress=progress):
+        ids.extend(batch.ids)
+        values.append(geolocator.log_prob(batch.embedding, batch.latlon, **log_prob_kwargs))
+    if not values:
+        raise ValueError(f"{dataset.path}: no valid rows")
+    return {"id": ids, "log_prob": torch.cat(values).numpy()}
+
+
+def log_prob_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
+                     batch_size: int = 1024, device: str | None = None, skip_invalid: bool = False,
+                     progress: bool = True, units: str = "sr", **log_prob_kwargs: Any) -> dict[str, Any]:
+    """``globeflow log-prob``: one log-density per valid row, with its units in a column."""
+    out = _check_out(out)
+    geolocator = Geolocator.load(run, device=device)
+    geolocator.require_density()
+    dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim)
+    info = dataset.scan()
+    columns = log_prob_dataset(geolocator, dataset, batch_size=batch_size, progress=progress, units=units,
+                               **log_prob_kwargs)
+    unit = "nats/sr" if units == "sr" else "nats/km2"
+    columns["units"] = [unit] * len(columns["id"])
+    _write_table(columns, out)
+    return {"out": str(out), "rows": len(columns["id"]), "units": unit, "skipped_rows": info.num_skipped,
+            "mean_log_prob": float(np.mean(columns["log_prob"]))}
 
 
 def _write_table(columns: dict[str, Any], out: Path) -> None:
@@ -87,8 +119,12 @@ def predict_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str | 
 
 def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
                      batch_size: int = 256, device: str | None = None, skip_invalid: bool = False,
-                     progress: bool = True, **predict_kwargs: Any) -> dict[str, Any]:
-    """``globeflow evaluate``: point metrics + provenance, written as JSON."""
+                     progress: bool = True, nll: bool = True, **predict_kwargs: Any) -> dict[str, Any]:
+    """``globeflow evaluate``: point metrics (+ NLL for rfm models) and provenance, written as JSON.
+
+    ``nll`` is the mean negative log-density at the true locations, nats per steradian (exact
+    probability-flow ODE, RK4 with 16 steps); ``None`` with a reason for the R^3 variants.
+    """
     out = Path(out)
     t0 = time.time()
     geolocator = Geolocator.load(run, device=device)
@@ -99,6 +135,14 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
     true = torch.from_numpy(np.stack((columns["lat"], columns["lon"]), -1))
     metrics = point_metrics(pred, true)
     metrics["skipped_rows"] = info.num_skipped
+    metrics["nll"], metrics["nll_units"] = None, "nats/sr"
+    if not nll:
+        metrics["nll_note"] = "not computed (--no-nll)"
+    elif geolocator.config.kind != "rfm":
+        metrics["nll_note"] = f"a {geolocator.config.kind} model has no normalised density on the sphere"
+    else:
+        lp = log_prob_dataset(geolocator, dataset, progress=progress)["log_prob"]
+        metrics["nll"] = float(-np.mean(lp))
     ckpt = resolve_checkpoint(run)
     report = {
         "metrics": metrics,

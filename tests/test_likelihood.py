@@ -1,0 +1,115 @@
+import math
+
+import pytest
+import torch
+
+from globeflow import geometry as geo
+from globeflow import grid as hp
+from globeflow.likelihood import LOG_UNIFORM, divergence, log_prob_ode, tangent_basis
+from globeflow.models import GeoFlowModel, ModelConfig
+from globeflow.network import NetworkConfig
+from globeflow.schedules import make_schedule
+
+pytestmark = pytest.mark.usefixtures("float64")
+
+EZ = torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)
+A = 1.5  # total "pull" of the polar field below
+
+
+def polar_field(x, g):
+    """Moves mass towards the north pole: v = a(g) P(x) e_z with a(g) = 2 A g (integral A)."""
+    return 2 * A * g * geo.proju(x, EZ.expand_as(x))
+
+
+def polar_log_density(x):
+    """Closed form: the flow scales tan(theta / 2) by lam = exp(-A), a stereographic dilation of the
+    uniform distribution: p = lam^2 * 4 / (lam^2 (1 + z) + (1 - z))^2 / (4 pi)."""
+    lam2, z = math.exp(-2 * A), x[..., 2]
+    return LOG_UNIFORM + math.log(lam2) + math.log(4.0) - 2 * torch.log(lam2 * (1 + z) + (1 - z))
+
+
+def points(n=64, seed=0):
+    return geo.uniform((n,), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_tangent_basis_is_orthonormal_and_tangent():
+    x = torch.cat((points(), torch.eye(3), -torch.eye(3)))
+    e1, e2 = tangent_basis(x)
+    for e in (e1, e2):
+        assert geo.inner(x, e).abs().max() < 1e-12
+        assert torch.allclose(e.norm(dim=-1), torch.ones(len(x)))
+    assert geo.inner(e1, e2).abs().max() < 1e-12
+
+
+def test_divergence_closed_form():
+    # div_S2 of the gradient of z (P e_z) is the Laplacian of z: -2 z. A rotation is divergence-free.
+    x = points()
+    _, div, n = divergence(lambda y, g: geo.proju(y, EZ.expand_as(y)), x, torch.tensor(0.5))
+    assert n == 2 and torch.allclose(div, -2 * x[:, 2], atol=1e-10)
+    _, div, _ = divergence(lambda y, g: torch.linalg.cross(EZ.expand_as(y), y, dim=-1), x, torch.tensor(0.5))
+    assert div.abs().max() < 1e-10
+
+
+def test_the_ambient_trace_is_not_the_divergence():
+    # The published likelihood takes tr(J) of the unprojected output; for f = e_z (constant) the
+    # sphere field P f has divergence -2 z while tr J(f) = 0: the two disagree.
+    x = points()
+    _, div, _ = divergence(lambda y, g: geo.proju(y, EZ.expand_as(y)), x, torch.tensor(0.0))
+    assert (div - 0.0).abs().max() > 1.0
+
+
+def test_zero_field_gives_the_uniform_density_exactly():
+    grid = make_schedule().sampling_grid(8, dtype=torch.float64)
+    for method in ("rk4", "dopri5"):
+        r = log_prob_ode(lambda y, g: torch.zeros_like(y), points(), grid=grid, method=method)
+        assert torch.equal(r.log_prob, torch.full((64,), LOG_UNIFORM))
+
+
+@pytest.mark.parametrize("method,steps,tol", [("rk4", 32, 1e-4), ("dopri5", 2, 1e-4)])
+def test_known_flow_matches_closed_form_density(method, steps, tol):
+    grid = torch.linspace(0.0, 1.0, steps + 1)
+    x = points(200)
+    r = log_prob_ode(polar_field, x, grid=grid, method=method, rtol=1e-7, atol=1e-7)
+    assert (r.log_prob - polar_log_density(x)).abs().max() < tol
+    assert r.nfe > 0
+
+
+def test_rk4_error_falls_at_fourth_order():
+    x = points(50)
+    errs = [(log_prob_ode(polar_field, x, grid=torch.linspace(0, 1, n + 1)).log_prob - polar_log_density(x)).abs().max()
+            for n in (8, 16)]
+    assert 3.3 < math.log2(errs[0] / errs[1]) < 4.7
+
+
+def test_hutchinson_is_unbiased():
+    x = points(20)
+    f = lambda y, g: geo.proju(y, torch.stack((y[:, 1] ** 2, torch.sin(3 * y[:, 0]), y[:, 0] * y[:, 2]), -1))  # noqa: E731
+    _, exact, _ = divergence(f, x, torch.tensor(0.3))
+    gen = torch.Generator().manual_seed(0)
+    est = torch.stack([divergence(f, x, torch.tensor(0.3), "hutchinson", gen)[1] for _ in range(4000)]).mean(0)
+    assert (est - exact).abs().max() < 0.1
+    with pytest.raises(ValueError, match="unknown divergence 'trace'"):
+        divergence(f, x, torch.tensor(0.3), "trace")
+
+
+def random_model(seed=0):
+    torch.manual_seed(seed)
+    m = GeoFlowModel(ModelConfig(NetworkConfig(cond_dim=3, dim=16, depth=2))).double()
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.4)
+    # A moderate output scale: the density varies by ~2 nats, which 16 RK4 steps resolve.
+    torch.nn.init.normal_(m.network.final_linear.weight, std=0.05)
+    return m.eval()
+
+
+@pytest.mark.parametrize("guidance", [0.0, 2.0])
+def test_a_model_density_integrates_to_one_on_the_equal_area_grid(guidance):
+    m = random_model()
+    cells = hp.cell_centers(16)
+    emb = torch.tensor([[0.5, -1.0, 0.3]], dtype=torch.float64).expand(len(cells), 3)
+    grid = m.schedule.sampling_grid(16, dtype=torch.float64)
+    r = log_prob_ode(lambda y, g: m.velocity(y, g, emb, guidance), cells, grid=grid)
+    mass = (r.log_prob.exp() * hp.cell_area(16)).sum().item()
+    assert abs(mass - 1) < 0.01, mass
+    # The field is not trivial: the density is far from uniform somewhere.
+    assert (r.log_prob - LOG_UNIFORM).abs().max() > 0.3
