@@ -5,7 +5,7 @@ import torch
 
 from globeflow import geometry as geo
 from globeflow import grid as hp
-from globeflow.likelihood import LOG_UNIFORM, divergence, log_prob_ode, tangent_basis
+from globeflow.likelihood import LOG_UNIFORM, divergence, log_prob_ode
 from globeflow.models import GeoFlowModel, ModelConfig
 from globeflow.network import NetworkConfig
 from globeflow.schedules import make_schedule
@@ -34,7 +34,7 @@ def points(n=64, seed=0):
 
 def test_tangent_basis_is_orthonormal_and_tangent():
     x = torch.cat((points(), torch.eye(3), -torch.eye(3)))
-    e1, e2 = tangent_basis(x)
+    e1, e2 = geo.tangent_basis(x)
     for e in (e1, e2):
         assert geo.inner(x, e).abs().max() < 1e-12
         assert torch.allclose(e.norm(dim=-1), torch.ones(len(x)))

@@ -28,6 +28,7 @@ __all__ = [
     "expmap",
     "logmap",
     "retraction",
+    "tangent_basis",
     "geodesic",
     "geodesic_velocity",
     "uniform",
@@ -125,15 +126,24 @@ def logmap(x: Tensor, y: Tensor) -> Tensor:
     u = proju(x, y - x)
     u_norm = u.norm(dim=-1, keepdim=True)
     theta = dist(x, y).unsqueeze(-1)
-    # Antipodal fallback direction: whichever coordinate axis is least aligned with x.
-    axis = torch.zeros_like(x)
-    axis.scatter_(-1, x.abs().argmin(dim=-1, keepdim=True), 1.0)
-    fallback = proju(x, axis)
-    fallback = fallback / fallback.norm(dim=-1, keepdim=True).clamp_min(_eps(x))
+    fallback = tangent_basis(x)[0]  # antipodal case: any unit tangent direction
     degenerate = u_norm < _eps(x)
     direction = torch.where(degenerate, fallback, u / u_norm.clamp_min(_eps(x)))
     # Coincident points: theta ~ 0, so the fallback direction is multiplied by ~0.
     return theta * direction
+
+
+def tangent_basis(x: Tensor) -> tuple[Tensor, Tensor]:
+    """An orthonormal basis ``(e1, e2)`` of the tangent plane at each unit vector ``x (..., 3)``.
+
+    ``e1`` is the projection of the coordinate axis least aligned with ``x`` (never parallel to it),
+    ``e2 = x cross e1``.
+    """
+    axis = torch.zeros_like(x)
+    axis.scatter_(-1, x.abs().argmin(dim=-1, keepdim=True), 1.0)
+    e1 = proju(x, axis)
+    e1 = e1 / e1.norm(dim=-1, keepdim=True).clamp_min(_eps(x))
+    return e1, torch.linalg.cross(x, e1, dim=-1)
 
 
 def retraction(x: Tensor, v: Tensor) -> Tensor:

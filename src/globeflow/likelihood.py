@@ -34,7 +34,7 @@ from torch.func import jvp
 
 from . import geometry as geo
 
-__all__ = ["LOG_UNIFORM", "KM2_OFFSET", "LogProbResult", "tangent_basis", "divergence", "log_prob_ode"]
+__all__ = ["LOG_UNIFORM", "KM2_OFFSET", "LogProbResult", "divergence", "log_prob_ode"]
 
 LOG_UNIFORM = -math.log(4.0 * math.pi)
 #: log p per km^2 = log p per steradian + KM2_OFFSET (a steradian is R^2 km^2 on the Earth).
@@ -53,32 +53,25 @@ class LogProbResult:
     units: str = "nats/sr"
 
 
-def tangent_basis(x: Tensor) -> tuple[Tensor, Tensor]:
-    """An orthonormal basis ``(e1, e2)`` of the tangent plane at each ``x (..., 3)``."""
-    axis = torch.zeros_like(x)
-    axis.scatter_(-1, x.abs().argmin(dim=-1, keepdim=True), 1.0)  # least aligned with x: never parallel
-    e1 = geo.proju(x, axis)
-    e1 = e1 / e1.norm(dim=-1, keepdim=True)
-    e2 = torch.linalg.cross(x, e1, dim=-1)
-    return e1, e2
-
-
 def divergence(field: Field, x: Tensor, gamma: Tensor, kind: DivergenceKind = "exact",
-               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, int]:
+               generator: torch.Generator | None = None, probe: Tensor | None = None) -> tuple[Tensor, Tensor, int]:
     """``(v, div_S2 v, evaluations)`` of a tangent field at points ``x (N, 3)`` on the sphere.
 
     The field is evaluated at ``x / |x|`` (its radial extension), so its ambient Jacobian in tangent
     directions is the Riemannian one. Rows are independent, so one batched JVP gives every row's
-    directional derivative.
+    directional derivative. With ``kind="hutchinson"``, ``probe`` (an ambient ``(N, 3)`` vector,
+    projected here) fixes the probe; otherwise one is drawn from ``generator``.
     """
     f = lambda y: field(geo.projx(y), gamma)  # noqa: E731
     if kind == "exact":
-        e1, e2 = tangent_basis(x)
+        e1, e2 = geo.tangent_basis(x)
         v, d1 = jvp(f, (x,), (e1,))
         _, d2 = jvp(f, (x,), (e2,))
         return v, geo.inner(e1, d1) + geo.inner(e2, d2), 2
     if kind == "hutchinson":
-        z = geo.proju(x, torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype))
+        if probe is None:
+            probe = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        z = geo.proju(x, probe)
         v, dz = jvp(f, (x,), (z,))
         return v, geo.inner(z, dz), 1
     raise ValueError(f"unknown divergence {kind!r}; expected 'exact' or 'hutchinson'")
@@ -120,14 +113,7 @@ def _dopri5_backward(field: Field, x: Tensor, g_start: float, g_end: float, kind
 
     def rhs(g: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         nonlocal nfe
-        y = state[0]
-        if probe is None:
-            v, div, n = divergence(field, geo.projx(y), g, "exact")
-        else:
-            f = lambda u: field(geo.projx(u), g)  # noqa: E731
-            z = geo.proju(geo.projx(y), probe)
-            v, dz = jvp(f, (y,), (z,))
-            div, n = geo.inner(z, dz), 1
+        v, div, n = divergence(field, geo.projx(state[0]), g, kind, probe=probe)
         nfe += n
         return v, div
 
