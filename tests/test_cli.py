@@ -142,3 +142,61 @@ def test_evaluate_reports_nll_and_refuses_it_for_r3_models(run, capsys):
                  "--steps", "4"]) == 0
     m = json.loads(out.read_text())["metrics"]
     assert m["nll"] is None and "no normalised density" in m["nll_note"]
+    assert "no normalised density" in m["calibration"]["note"]
+    capsys.readouterr()
+    assert main(["map", str(run / "fm"), str(run / "test.parquet"), "--out", str(run / "fm_maps")]) == 2
+    assert "need an rfm model" in error_line(capsys)
+
+
+def test_evaluate_reports_calibration_with_a_reliability_picture(run):
+    out = run / "report_cal.json"
+    assert main(["evaluate", str(run / "run"), str(run / "test.parquet"), "--out", str(out), "--num-samples", "4",
+                 "--steps", "4", "--calibration-samples", "16"]) == 0
+    cal = json.loads(out.read_text())["metrics"]["calibration"]
+    assert cal["levels"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] and cal["n"] == 50
+    assert cal["coverage"] == sorted(cal["coverage"]) and all(0 <= c <= 1 for c in cal["coverage"])
+    assert (run / "report_cal.reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["evaluate", str(run / "run"), str(run / "test.parquet"), "--out", str(out), "--num-samples", "4",
+                 "--steps", "4", "--calibration-samples", "0"]) == 0
+    assert "not computed" in json.loads(out.read_text())["metrics"]["calibration"]["note"]
+
+
+MAP_ARGS = ["--nside", "8", "--start-nside", "4", "--max-cells", "16", "--num-samples", "16", "--steps", "4",
+            "--no-progress"]
+
+
+def test_map_writes_answers_per_row_and_resumes(run, capsys):
+    out = run / "maps"
+    assert main(["map", str(run / "run"), str(run / "test.parquet"), "--out", str(out), "--limit", "3",
+                 *MAP_ARGS]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["rows"], summary["written"], summary["resumed"]) == (3, 3, 0)
+    reports = sorted(out.glob("*.json"))
+    assert len(reports) == 3
+    for path in reports:
+        r = json.loads(path.read_text())
+        for key in ("best_guess", "mode", "grid_max", "top_k", "countries", "credible_regions", "localizability",
+                    "truth", "map"):
+            assert key in r, key
+        for ext in ("png", "npz", "geojson"):
+            assert (out / r["files"][ext]).exists()
+        assert r["map"]["nside"] == 8 and r["units"] == "nats/sr"
+    lines = (out / "index.csv").read_text().strip().splitlines()
+    bits = [float(line.split(",")[1]) for line in lines[1:]]
+    assert len(bits) == 3 and bits == sorted(bits, reverse=True)
+    # A second run skips finished rows; a row whose JSON is gone is redone.
+    reports[0].unlink()
+    assert main(["map", str(run / "run"), str(run / "test.parquet"), "--out", str(out), "--limit", "3",
+                 *MAP_ARGS]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["written"], summary["resumed"]) == (1, 2)
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+def test_map_refuses_models_without_a_density_and_bad_settings(run, capsys):
+    assert main(["map", str(run / "run"), str(run / "test.parquet"), "--out", str(run / "m2"), "--nside", "12"]) == 2
+    assert "power of 2" in error_line(capsys)
+    f = run / "file.txt"
+    f.write_text("x")
+    assert main(["map", str(run / "run"), str(run / "test.parquet"), "--out", str(f)]) == 2
+    assert "not a folder" in error_line(capsys)

@@ -19,7 +19,8 @@ from torch import Tensor
 from . import geometry as geo
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from .data import Batch, EmbeddingDataset
-from .likelihood import KM2_OFFSET, log_prob_ode
+from .density import DensityMap, MapConfig, refine_map
+from .likelihood import KM2_OFFSET, log_prob_ode, sample_log_prob_ode
 from .metrics import valid_latlon
 from .models import GeoFlowModel, ModelConfig, SamplerConfig
 from .points import best_expected_geoscore
@@ -27,8 +28,11 @@ from .training import resolve_device
 
 __all__ = ["Geolocator", "PointStrategy", "POINT_STRATEGIES"]
 
-PointStrategy = Literal["geoscore", "single"]
-POINT_STRATEGIES = ("geoscore", "single")
+PointStrategy = Literal["geoscore", "mode", "grid", "single"]
+POINT_STRATEGIES = ("geoscore", "mode", "grid", "single")
+
+#: Rows (images x points) per network call in likelihood solves: bounds memory, keeps batches big.
+_POINTS_PER_CALL = 8192
 
 
 class Geolocator:
@@ -128,8 +132,19 @@ class Geolocator:
 
         ``strategy="geoscore"`` (default): draw ``num_samples`` unguided samples and keep the one with
         the highest expected GeoScore against the others (see :mod:`globeflow.points`).
+        ``strategy="mode"``: draw ``num_samples`` unguided samples with their exact densities and keep
+        the densest (mode seeking; rfm only).
+        ``strategy="grid"``: the centre of the densest cell of the coarse-to-fine density map
+        (:meth:`density_maps` with its defaults; rfm only, and the slowest).
         ``strategy="single"``: one sample with guidance ``cfg`` (2 by default), the published recipe.
         """
+        if strategy == "mode":
+            latlon, logp = self.sample_with_log_prob(embeddings, num_samples, steps=steps or 16,
+                                                     cfg=cfg or 0.0, seed=seed)
+            return latlon[torch.arange(latlon.shape[0]), logp.argmax(dim=1)]
+        if strategy == "grid":
+            maps = self.density_maps(embeddings, steps=steps or 16, cfg=cfg or 0.0, seed=seed)
+            return torch.tensor([m.argmax() for m in maps], dtype=torch.float64)
         if strategy == "geoscore":
             xyz = self.sample_xyz(embeddings, num_samples, steps=steps, cfg=cfg if cfg is not None else 0.0,
                                   method=method, seed=seed)
@@ -164,9 +179,7 @@ class Geolocator:
             ValueError: for the R^3 variants (``fm``, ``diffusion``), whose densities live in R^3:
                 restricted to the sphere they are not normalised, so no number is returned.
         """
-        self.require_density()
-        if units not in ("sr", "km2"):
-            raise ValueError(f"units must be 'sr' or 'km2', got {units!r}")
+        self._check_likelihood_args(units)
         emb = self._embeddings(embeddings)
         ll = torch.as_tensor(np.asarray(latlon) if not isinstance(latlon, Tensor) else latlon, dtype=torch.float64)
         if ll.shape != (emb.shape[0], 2) or not valid_latlon(ll).all():
@@ -178,6 +191,85 @@ class Geolocator:
                               divergence_kind=divergence, rtol=rtol, atol=atol, generator=gen)  # type: ignore[arg-type]
         out = result.log_prob.double().cpu()
         return out + KM2_OFFSET if units == "km2" else out
+
+    def _check_likelihood_args(self, units: str = "sr") -> None:
+        self.require_density()
+        if units not in ("sr", "km2"):
+            raise ValueError(f"units must be 'sr' or 'km2', got {units!r}")
+
+    def sample_with_log_prob(self, embeddings: Tensor | np.ndarray, num_samples: int = 256, *, steps: int = 16,
+                             cfg: float = 0.0, divergence: str = "exact", units: str = "sr",
+                             seed: int | None = 0) -> tuple[Tensor, Tensor]:
+        """Samples and their exact log-densities from one forward solve (see
+        :func:`globeflow.likelihood.sample_log_prob_ode`).
+
+        Returns:
+            ``latlon (B, S, 2)`` degrees and ``log_prob (B, S)`` (nats per ``units``), on the CPU.
+        """
+        self._check_likelihood_args(units)
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        emb = self._embeddings(embeddings)
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        x0 = self.model.path.prior((emb.shape[0], num_samples), generator=gen, device=self.device)
+        grid = self.model.schedule.sampling_grid(steps, device=self.device)
+        per_call = max(1, _POINTS_PER_CALL // num_samples)
+        xs, lps = [], []
+        for i in range(0, emb.shape[0], per_call):
+            e = emb[i:i + per_call]
+            r = sample_log_prob_ode(lambda y, g: self.model.velocity(y, g, e, cfg), x0[i:i + per_call], grid=grid,
+                                    divergence_kind=divergence, generator=gen)  # type: ignore[arg-type]
+            xs.append(r.x)
+            lps.append(r.log_prob)
+        latlon = geo.xyz_to_latlon(geo.projx(torch.cat(xs).double())).cpu()
+        logp = torch.cat(lps).double().cpu()
+        return latlon, logp + KM2_OFFSET if units == "km2" else logp
+
+    def log_density_points(self, emb: Tensor, x: np.ndarray, *, steps: int = 16, cfg: float = 0.0,
+                           divergence: str = "exact", seed: int | None = 0) -> tuple[np.ndarray, int]:
+        """Exact log-densities (nats/sr) at many points per image: ``emb (B, D)``, ``x (B, P, 3)`` ->
+        ``((B, P), field evaluations)``. Points are batched per image so that its conditioning is
+        computed once per network call."""
+        self._check_likelihood_args()
+        b, p = x.shape[:2]
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        grid = self.model.schedule.sampling_grid(steps, device=self.device)
+        xt = torch.from_numpy(np.array(x, dtype=np.float32)).to(self.device)  # a copy: x may be read-only
+        out = np.empty((b, p), dtype=np.float64)
+        nfe = 0
+        rows = max(1, _POINTS_PER_CALL // max(1, b))
+        for j in range(0, p, rows):
+            r = log_prob_ode(lambda y, g: self.model.velocity(y, g, emb, cfg), xt[:, j:j + rows], grid=grid,
+                             divergence_kind=divergence, generator=gen)  # type: ignore[arg-type]
+            out[:, j:j + rows] = r.log_prob.double().cpu().numpy()
+            nfe += r.nfe
+        return out, nfe
+
+    def density_maps(self, embeddings: Tensor | np.ndarray, config: MapConfig = MapConfig(), *, steps: int = 16,
+                     cfg: float = 0.0, divergence: str = "exact", samples: Tensor | np.ndarray | None = None,
+                     num_samples: int = 256, seed: int | None = 0, progress: bool = False) -> list[DensityMap]:
+        """Coarse-to-fine HEALPix density maps, one per embedding (see :mod:`globeflow.density`).
+
+        Args:
+            samples: ``(B, S, 2)`` degrees whose cells are always refined; when ``None``,
+                ``num_samples`` samples are drawn (``0``: refine by mass alone).
+        """
+        self._check_likelihood_args()
+        emb = self._embeddings(embeddings)
+        if samples is None and num_samples > 0:
+            samples = self.sample(emb, num_samples, cfg=cfg, seed=seed)
+        seeds = None
+        if samples is not None:
+            seeds = geo.latlon_to_xyz(torch.as_tensor(np.asarray(samples), dtype=torch.float64)).numpy()
+        maps: list[DensityMap] = []
+        images = max(1, _POINTS_PER_CALL // (4 * config.max_cells))  # images refined together
+        for i in range(0, emb.shape[0], images):
+            e = emb[i:i + images]
+            fn = lambda pts: self.log_density_points(e, pts, steps=steps, cfg=cfg, divergence=divergence,  # noqa: E731
+                                                     seed=seed)
+            maps += refine_map(fn, e.shape[0], config, samples=None if seeds is None else seeds[i:i + images],
+                               progress=progress)
+        return maps
 
     def predict_batches(self, dataset: EmbeddingDataset, *, batch_size: int = 256, progress: bool = False,
                         metadata: bool = False, **predict_kwargs) -> Iterator[tuple[Batch, Tensor]]:

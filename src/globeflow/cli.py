@@ -1,4 +1,4 @@
-"""Command line: ``globeflow train | predict | evaluate | log-prob | demo``. Thin: parse, call the library, format."""
+"""Command line: ``globeflow train | predict | evaluate | log-prob | map | demo``. Thin: parse, call the library, format."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ __all__ = ["main", "build_parser"]
 
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
-    g.add_argument("--point", choices=("geoscore", "single"), default="geoscore",
-                   help="point estimate: best expected GeoScore among samples (default) or one guided sample")
-    g.add_argument("--num-samples", type=int, default=256, help="samples per image for --point geoscore (default 256)")
+    g.add_argument("--point", choices=("geoscore", "mode", "grid", "single"), default="geoscore",
+                   help="point estimate: best expected GeoScore among samples (default), densest sample (mode), "
+                        "densest cell of the density map (grid), or one guided sample (single)")
+    g.add_argument("--num-samples", type=int, default=256,
+                   help="samples per image for --point geoscore / mode (default 256)")
     g.add_argument("--steps", type=int, default=None, help="solver steps (default: the model's, e.g. 16 RK4 steps for rfm)")
     g.add_argument("--method", default=None, help="solver: euler, midpoint, rk4 (rfm, fm) or ddim (diffusion)")
     g.add_argument("--guidance", type=float, default=None,
@@ -72,7 +74,29 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="report JSON path")
     _add_sampler_args(e)
 
-    e.add_argument("--no-nll", action="store_true", help="skip the exact negative log-likelihood (rfm models)")
+    e.add_argument("--no-nll", action="store_true",
+                   help="skip the exact negative log-likelihood and calibration (rfm models)")
+    e.add_argument("--calibration-samples", type=int, default=64,
+                   help="samples with exact densities per row for credible-region calibration (default 64; 0: off)")
+
+    mp = sub.add_parser("map", help="density map, top-k places, area probabilities, credible regions and "
+                                    "localizability for each row (rfm models)")
+    mp.add_argument("run", help="run directory or checkpoint file")
+    mp.add_argument("data", help="embedding dataset (Parquet file or folder)")
+    mp.add_argument("--out", required=True, help="output folder: <id>.json/.png/.npz/.geojson per row, index.csv")
+    mp.add_argument("--nside", type=int, default=64, help="HEALPix resolution of the maps (default 64: ~92 km cells)")
+    mp.add_argument("--start-nside", type=int, default=8, help="coarse grid evaluated everywhere (default 8)")
+    mp.add_argument("--max-cells", type=int, default=256, help="cells refined by mass per level (default 256)")
+    mp.add_argument("--num-samples", type=int, default=256, help="samples with exact densities per row (default 256)")
+    mp.add_argument("--top-k", type=int, default=5, help="distinct places reported (default 5)")
+    mp.add_argument("--steps", type=int, default=16, help="RK4 steps of the likelihood ODE (default 16)")
+    mp.add_argument("--guidance", type=float, default=0.0, help="guidance scale (default 0: the calibrated density)")
+    mp.add_argument("--limit", type=int, default=None, help="only the first N valid rows")
+    mp.add_argument("--batch-size", type=int, default=4, help="rows mapped together (default 4)")
+    mp.add_argument("--seed", type=int, default=0)
+    mp.add_argument("--skip-invalid", action="store_true")
+    mp.add_argument("--device", default=None)
+    mp.add_argument("--no-progress", action="store_true")
 
     lp = sub.add_parser("log-prob", help="exact log-density of each row's true location (rfm models)")
     lp.add_argument("run", help="run directory or checkpoint file")
@@ -131,7 +155,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluation import evaluate_to_file
 
     report = evaluate_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
-                              skip_invalid=a.skip_invalid, nll=not a.no_nll, **_predict_kwargs(a))
+                              skip_invalid=a.skip_invalid, nll=not a.no_nll,
+                              calibration_samples=a.calibration_samples, **_predict_kwargs(a))
     print(json.dumps(report["metrics"], indent=2))
     return 0
 
@@ -146,6 +171,21 @@ def _cmd_log_prob(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_map(a: argparse.Namespace) -> int:
+    from .answers import AnswerConfig
+    from .density import MapConfig
+    from .mapping import map_to_dir
+
+    if a.num_samples < 2:
+        raise ValueError(f"--num-samples must be >= 2, got {a.num_samples}")
+    config = AnswerConfig(num_samples=a.num_samples, steps=a.steps, guidance=a.guidance, top_k=a.top_k,
+                          map=MapConfig(nside=a.nside, start_nside=a.start_nside, max_cells=a.max_cells))
+    summary = map_to_dir(a.run, a.data, a.out, config=config, batch_size=a.batch_size, limit=a.limit,
+                         device=a.device, skip_invalid=a.skip_invalid, progress=not a.no_progress, seed=a.seed)
+    print(json.dumps(summary))
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -155,7 +195,7 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "log-prob": _cmd_log_prob,
-            "demo": _cmd_demo}
+            "map": _cmd_map, "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,7 +34,8 @@ from torch.func import jvp
 
 from . import geometry as geo
 
-__all__ = ["LOG_UNIFORM", "KM2_OFFSET", "LogProbResult", "divergence", "log_prob_ode"]
+__all__ = ["LOG_UNIFORM", "KM2_OFFSET", "LogProbResult", "SampleResult", "divergence", "log_prob_ode",
+           "sample_log_prob_ode"]
 
 LOG_UNIFORM = -math.log(4.0 * math.pi)
 #: log p per km^2 = log p per steradian + KM2_OFFSET (a steradian is R^2 km^2 on the Earth).
@@ -77,10 +78,23 @@ def divergence(field: Field, x: Tensor, gamma: Tensor, kind: DivergenceKind = "e
     raise ValueError(f"unknown divergence {kind!r}; expected 'exact' or 'hutchinson'")
 
 
-def _rk4_backward(field: Field, x: Tensor, grid: Tensor, kind: DivergenceKind,
-                  generator: torch.Generator | None) -> tuple[Tensor, Tensor, int]:
-    """Integrate ``(x, L)`` with ``dx/dg = v``, ``dL/dg = div v`` over ``grid`` (decreasing gamma)."""
-    change = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+@dataclass(frozen=True)
+class SampleResult:
+    """Samples ``x (..., 3)`` with their model log-density ``log_prob (...)`` in nats per steradian."""
+
+    x: Tensor
+    log_prob: Tensor
+    nfe: int
+    units: str = "nats/sr"
+
+
+def _rk4_augmented(field: Field, x: Tensor, grid: Tensor, kind: DivergenceKind,
+                   generator: torch.Generator | None) -> tuple[Tensor, Tensor, int]:
+    """Integrate ``(x, L)`` with ``dx/dg = v``, ``dL/dg = div v`` over ``grid`` (either direction).
+
+    ``x`` is ``(..., 3)``; the returned change ``L`` is ``(...)``.
+    """
+    change = torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
     nfe = 0
 
     def stage(y: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
@@ -118,7 +132,7 @@ def _dopri5_backward(field: Field, x: Tensor, g_start: float, g_end: float, kind
         return v, div
 
     t = torch.tensor([g_start, g_end], dtype=x.dtype, device=x.device)
-    state = (x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))
+    state = (x, torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device))
     xs, changes = odeint(rhs, state, t, rtol=rtol, atol=atol, method="dopri5")
     return geo.projx(xs[-1]), changes[-1], nfe
 
@@ -141,7 +155,7 @@ def log_prob_ode(field: Field, x: Tensor, *, grid: Tensor | None = None, method:
         raise ValueError("log_prob_ode needs the gamma grid (noise -> data)")
     backward = torch.flip(grid.to(x.dtype), dims=(0,))
     if method == "rk4":
-        x0, change, nfe = _rk4_backward(field, x, backward, divergence_kind, generator)
+        x0, change, nfe = _rk4_augmented(field, x, backward, divergence_kind, generator)
     elif method == "dopri5":
         x0, change, nfe = _dopri5_backward(field, x, float(backward[0]), float(backward[-1]), divergence_kind,
                                            generator, rtol, atol)
@@ -149,3 +163,19 @@ def log_prob_ode(field: Field, x: Tensor, *, grid: Tensor | None = None, method:
         raise ValueError(f"unknown likelihood solver {method!r}; expected 'rk4' or 'dopri5'")
     # change = integral from 1 down to 0 of div = -(integral from 0 to 1), so it is added.
     return LogProbResult(LOG_UNIFORM + change, nfe)
+
+
+@torch.no_grad()
+def sample_log_prob_ode(field: Field, x0: Tensor, *, grid: Tensor, divergence_kind: DivergenceKind = "exact",
+                        generator: torch.Generator | None = None) -> SampleResult:
+    """Samples and their log-densities in one forward solve from prior points ``x0 (..., 3)``.
+
+    Integrating the same augmented ODE forwards, from the uniform prior (``log p = -log 4 pi``
+    exactly) to the data end, yields each sample's log-density for the cost of one likelihood
+    evaluation, with no second (backward) solve: this is what mode seeking, Monte Carlo entropies
+    and calibration ranks use. Fixed-step RK4 on ``grid`` (noise -> data); the samples differ from
+    :meth:`GeoFlowModel.sample`'s (a different integrator) by the solver error only.
+    """
+    x1, change, nfe = _rk4_augmented(field, x0, grid.to(x0.dtype), divergence_kind, generator)
+    # change = integral from 0 to 1 of div, and d log p / d gamma = -div.
+    return SampleResult(x1, LOG_UNIFORM - change, nfe)
