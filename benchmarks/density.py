@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import healpy
 import numpy as np
 import torch
 
@@ -87,8 +88,8 @@ def part_answers(a: argparse.Namespace) -> dict:
     scores["Bayes-optimal for the true distribution"] = task.bayes_geoscore_for(truth, labels).mean().item()
     entropy = task.entropy()[labels].mean().item()
     nll = -lp_true.mean().item()
-    lines = [f"Known-answer task, {a.rows} test rows, RFM demo model (dim {cfg.network['dim']}, depth "
-             f"{cfg.network['depth']}).", "",
+    lines = [f"Known-answer task, {a.rows} test rows, RFM demo model (dim {dict(cfg.network)['dim']}, depth "
+             f"{dict(cfg.network)['depth']}).", "",
              f"NLL {nll:.3f} nats/sr vs true conditional entropy {entropy:.3f} (gap {nll - entropy:+.3f}).", "",
              "| level p | " + " | ".join(f"{p:.1f}" for p in LEVELS) + " |",
              "|---|" + "---|" * len(LEVELS),
@@ -114,7 +115,7 @@ def part_maps(a: argparse.Namespace) -> dict:
         seconds = time.perf_counter() - t0
         top = np.argsort(-m.log_density)[:1000]
         exact_share = float((m.evaluated_nside[top] == 64).mean())
-        pts = np.stack(__import__("healpy").pix2vec(64, top, nest=True), -1)[None]
+        pts = np.stack(healpy.pix2vec(64, top, nest=True), -1)[None]
         t0 = time.perf_counter()
         ref, _ = g.log_density_points(emb.float(), pts, steps=64)
         ref32, _ = g.log_density_points(emb.float(), pts[:, :200], steps=32)
