@@ -83,6 +83,10 @@ class Geolocator:
         tensors = {f"ema.{k}": v for k, v in self.model.network.state_dict().items()}
         return save_checkpoint(p, tensors, model_config=self.config.to_dict())
 
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        """A generator on the model's device seeded with ``seed`` (``None``: fresh randomness)."""
+        return torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+
     def _embeddings(self, embeddings: Tensor | np.ndarray) -> Tensor:
         emb = torch.as_tensor(np.asarray(embeddings) if not isinstance(embeddings, Tensor) else embeddings)
         if emb.dim() == 1:
@@ -106,7 +110,7 @@ class Geolocator:
         """Samples as unit vectors ``(B, S, 3)`` on the model's device."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        gen = self._generator(seed)
         return self.model.sample(self._embeddings(embeddings), num_samples, self.sampler(steps, cfg, method),
                                  generator=gen)
 
@@ -185,7 +189,7 @@ class Geolocator:
         if ll.shape != (emb.shape[0], 2) or not valid_latlon(ll).all():
             raise ValueError(f"latlon must be ({emb.shape[0]}, 2) finite degrees in range, got shape {tuple(ll.shape)}")
         x = geo.latlon_to_xyz(ll).to(self.device, torch.float32)
-        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        gen = self._generator(seed)
         grid = self.model.schedule.sampling_grid(steps, device=self.device)
         result = log_prob_ode(lambda y, g: self.model.velocity(y, g, emb, cfg), x, grid=grid, method=method,
                               divergence_kind=divergence, rtol=rtol, atol=atol, generator=gen)  # type: ignore[arg-type]
@@ -210,7 +214,7 @@ class Geolocator:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         emb = self._embeddings(embeddings)
-        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        gen = self._generator(seed)
         x0 = self.model.path.prior((emb.shape[0], num_samples), generator=gen, device=self.device)
         grid = self.model.schedule.sampling_grid(steps, device=self.device)
         per_call = max(1, _POINTS_PER_CALL // num_samples)
@@ -232,7 +236,7 @@ class Geolocator:
         computed once per network call."""
         self._check_likelihood_args()
         b, p = x.shape[:2]
-        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        gen = self._generator(seed)
         grid = self.model.schedule.sampling_grid(steps, device=self.device)
         xt = torch.from_numpy(np.array(x, dtype=np.float32)).to(self.device)  # a copy: x may be read-only
         out = np.empty((b, p), dtype=np.float64)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 __all__ = ["CHECKPOINT_NAME", "FORMAT_VERSION", "CheckpointError", "Checkpoint", "save_checkpoint",
-           "load_checkpoint", "atomic_write_bytes", "atomic_write_text", "resolve_checkpoint",
+           "load_checkpoint", "atomic_write", "atomic_write_bytes", "atomic_write_text", "resolve_checkpoint",
            "optimizer_to_tensors", "optimizer_from_tensors"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -47,21 +47,28 @@ class Checkpoint:
         return self.state("ema") or self.state("model")
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
+    """Call ``write(tmp)`` on a temp file in ``path``'s folder, then rename it over ``path``.
+
+    A crash leaves the previous file (or none), never a half-written one. The temp file is created
+    with mode 0o666 less the umask, as a plain ``open`` would (``mkstemp``'s 0o600 would make reports,
+    pictures and maps unreadable to a web server or a colleague).
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        write(tmp)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        write(str(tmp))
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -82,7 +89,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor], *, mode
         "extra": json.dumps(extra or {}),
     }
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    _atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=meta))
+    atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=meta))
     return path
 
 

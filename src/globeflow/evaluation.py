@@ -18,7 +18,7 @@ import torch
 
 from .api import Geolocator
 from .calibration import calibration_summary, hpd_ranks
-from .checkpoint import atomic_write_text, resolve_checkpoint
+from .checkpoint import atomic_write, atomic_write_text, resolve_checkpoint
 from .data import EmbeddingDataset
 from .metrics import distances_km, point_metrics
 
@@ -105,16 +105,10 @@ def log_prob_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
 
 def _write_table(columns: dict[str, Any], out: Path) -> None:
     table = pa.table({k: (pa.array([str(i) for i in v]) if k == "id" else pa.array(v)) for k, v in columns.items()})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        if out.suffix == ".parquet":
-            pq.write_table(table, tmp)
-        else:
-            pacsv.write_csv(table, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if out.suffix == ".parquet":
+        atomic_write(out, lambda tmp: pq.write_table(table, tmp))
+    else:
+        atomic_write(out, lambda tmp: pacsv.write_csv(table, tmp))
 
 
 def _check_out(out: str | os.PathLike) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+
+from .checkpoint import atomic_write_bytes
 
 __all__ = ["DYNAMIC_RANGE_NATS", "density_map_png", "reliability_png", "map_pixel"]
 
@@ -52,31 +53,12 @@ def _figure(width_px: int, height_ratio: float, width_in: float = _FIG_WIDTH_IN)
     return fig
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file in ``path``'s folder, then rename it over ``path``.
-
-    Like ``checkpoint.atomic_write_bytes``, but the temp file is opened with mode 0o666 less the
-    umask, as a plain ``open`` would: ``mkstemp`` makes 0o600 files, and a picture is meant to be
-    read by others (a web server, a colleague).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _save_png(fig: Figure, path: str | os.PathLike) -> Path:
     """Render ``fig`` as PNG and write it atomically; returns the path."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi)
     path = Path(path)
-    _atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
