@@ -200,3 +200,14 @@ def test_map_refuses_models_without_a_density_and_bad_settings(run, capsys):
     f.write_text("x")
     assert main(["map", str(run / "run"), str(run / "test.parquet"), "--out", str(f)]) == 2
     assert "not a folder" in error_line(capsys)
+    for bad, message in ((["--num-samples", "1"], "num_samples must be >= 2"), (["--top-k", "0"], "top_k must be >= 1"),
+                         (["--limit", "0"], "--limit must be >= 1"), (["--steps", "0"], "steps must be >= 1")):
+        assert main(["map", str(run / "run"), str(run / "test.parquet"), "--out", str(run / "m3"), *bad]) == 2
+        assert message in error_line(capsys)
+    assert not (run / "m3").exists() or not list((run / "m3").iterdir())
+    assert main(["map", str(run / "run"), str(run / "nope.parquet"), "--out", str(run / "m4"), *MAP_ARGS]) == 2
+    assert "nope.parquet" in error_line(capsys)
+    assert not (run / "m4").exists()
+    assert main(["evaluate", str(run / "run"), str(run / "test.parquet"), "--out", str(run / "r.json"),
+                 "--calibration-samples", "-1"]) == 2
+    assert "--calibration-samples must be >= 0" in error_line(capsys)

@@ -183,3 +183,16 @@ def test_npz_round_trip(tmp_path):
     assert int(z["nside"]) == 8 and str(z["ordering"]) == "NESTED"
     assert np.allclose(z["log_density"], m.log_density, atol=1e-5)
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_the_densest_cells_of_a_tight_density_are_exact():
+    # A 140 km mode: its 99.9% mass fits in a few coarse cells, yet the 1,000 densest cells of the
+    # nside-64 map reach far beyond them; they must all be evaluated, not interpolated.
+    comps = [((48.86, 2.35), 2000.0, 1.0)]
+    (m,) = refine_map(make_fn(comps, []), 1, MapConfig(nside=64, exact_top=1000))
+    full = full_map(comps, 64)
+    top = np.argsort(-full.log_density)[:1000]
+    assert (m.evaluated_nside[top] == 64).all()
+    assert np.allclose(m.log_density[top], full.log_density[top])
+    (fewer,) = refine_map(make_fn(comps, []), 1, MapConfig(nside=64, exact_top=0))
+    assert (fewer.evaluated_nside[top] == 64).mean() < 0.5

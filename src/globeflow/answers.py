@@ -51,6 +51,15 @@ class AnswerConfig:
     levels: tuple[float, ...] = CREDIBLE_LEVELS
     map: MapConfig = field(default_factory=MapConfig)
 
+    def __post_init__(self) -> None:
+        if self.num_samples < 2:
+            raise ValueError(f"num_samples must be >= 2 (the entropy needs a spread), got {self.num_samples}")
+        for name in ("steps", "top_k", "top_areas"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not all(0.0 < p <= 1.0 for p in self.levels):
+            raise ValueError(f"credible levels must be in (0, 1], got {self.levels}")
+
 
 def localizability(log_prob_samples: np.ndarray) -> dict[str, float]:
     """Entropy-based localizability from samples' exact log-densities ``(S,)`` (nats/sr).

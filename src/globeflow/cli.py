@@ -176,8 +176,6 @@ def _cmd_map(a: argparse.Namespace) -> int:
     from .density import MapConfig
     from .mapping import map_to_dir
 
-    if a.num_samples < 2:
-        raise ValueError(f"--num-samples must be >= 2, got {a.num_samples}")
     config = AnswerConfig(num_samples=a.num_samples, steps=a.steps, guidance=a.guidance, top_k=a.top_k,
                           map=MapConfig(nside=a.nside, start_nside=a.start_nside, max_cells=a.max_cells))
     summary = map_to_dir(a.run, a.data, a.out, config=config, batch_size=a.batch_size, limit=a.limit,

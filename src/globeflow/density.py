@@ -4,7 +4,8 @@ A map holds one log-density per cell of a NESTED HEALPix grid. Evaluating the ex
 all 49,152 cells of nside 64 costs 49,152 ODE solves, most of them where there is no mass. Instead
 :func:`refine_map` works coarse-to-fine: it evaluates every cell of a coarse grid, then, level by
 level, evaluates the four children of the cells that hold the mass (the densest cells holding
-``MapConfig.mass`` of it, at most ``max_cells``) and of the cells that contain model samples (so
+``MapConfig.mass`` of it, at most ``max_cells``, and enough of the densest for the final map's
+``exact_top`` densest cells to be exact) and of the cells that contain model samples (so
 that a mode sharper than a coarse cell, invisible at the coarse centres, is still found). The
 children of the other cells take the bilinear interpolation of the coarse map's log-density. ``evaluated_nside`` records, per cell,
 the resolution its value was computed at, so no interpolated value passes for an exact one.
@@ -46,6 +47,10 @@ class MapConfig:
         max_cells: at most this many cells are refined by mass per level and image (each costs 4
             solves); cells holding samples are refined in addition.
         min_samples: a cell is refined for its samples when it holds at least this many.
+        exact_top: the densest cells of the final map are evaluated exactly, at least this many:
+            each level also refines its densest ``1.25 exact_top / 4^(levels left)`` cells (the 25%
+            margin covers ranking changes as values sharpen). A tight density's mass sits in a few
+            cells, so without this most of its densest cells would be interpolated.
     """
 
     nside: int = 64
@@ -53,6 +58,7 @@ class MapConfig:
     mass: float = 0.999
     max_cells: int = 256
     min_samples: int = 2
+    exact_top: int = 1000
 
     def __post_init__(self) -> None:
         hgrid.check_nside(self.nside)
@@ -63,6 +69,8 @@ class MapConfig:
             raise ValueError(f"mass must be in (0, 1], got {self.mass}")
         if self.min_samples < 1:
             raise ValueError(f"min_samples must be >= 1, got {self.min_samples}")
+        if self.exact_top < 0:
+            raise ValueError(f"exact_top must be >= 0, got {self.exact_top}")
         if self.max_cells < 1:
             raise ValueError(f"max_cells must be >= 1, got {self.max_cells}")
 
@@ -271,14 +279,14 @@ def _cells_xyz(nside: int, cells: np.ndarray) -> np.ndarray:
     return np.stack(healpy.pix2vec(nside, cells, nest=True), axis=-1)
 
 
-def _select(logp: np.ndarray, mass: float, max_cells: int, forced: np.ndarray | None) -> np.ndarray:
-    """Cells to refine at one level: the densest cells holding ``mass`` (at most ``max_cells``), plus
-    every ``forced`` cell (those holding samples: their coarse values may have missed a sharp mode,
-    so they never compete with the mass-based cells for the cap)."""
+def _select(logp: np.ndarray, mass: float, max_cells: int, min_cells: int, forced: np.ndarray | None) -> np.ndarray:
+    """Cells to refine at one level: the densest cells holding ``mass`` (at most ``max_cells``, at
+    least ``min_cells``), plus every ``forced`` cell (those holding samples: their coarse values may
+    have missed a sharp mode, so they never compete with the mass-based cells for the cap)."""
     order = np.argsort(-logp, kind="stable")
     w = np.exp(logp[order] - logp[order[0]])
     cum = np.cumsum(w) / w.sum()
-    n = min(int(np.searchsorted(cum, mass)) + 1, max_cells)
+    n = max(min(int(np.searchsorted(cum, mass)) + 1, max_cells), min(min_cells, order.size))
     chosen = order[:n]
     if forced is not None and forced.size:
         chosen = np.union1d(chosen, forced)
@@ -310,6 +318,8 @@ def refine_map(log_density_fn: LogDensityFn, batch: int, config: MapConfig = Map
         from tqdm.auto import tqdm
         bar = tqdm(total=levels, desc="refine map", unit="level")
     while nside < config.nside:
+        left = int(round(math.log2(config.nside // nside)))  # refinements still to come, this one included
+        min_cells = math.ceil(1.25 * config.exact_top / 4 ** left)
         chosen = []
         for b in range(batch):
             forced = None
@@ -320,7 +330,7 @@ def refine_map(log_density_fn: LogDensityFn, batch: int, config: MapConfig = Map
                 # A cell with two or more samples holds real mass (a lone sample of a broad density
                 # says little, and refining every one of them would double the cost).
                 forced = cells_s[counts >= config.min_samples]
-            chosen.append(_select(logp[b], config.mass, config.max_cells, forced))
+            chosen.append(_select(logp[b], config.mass, config.max_cells, min_cells, forced))
         width = max(c.size for c in chosen) * 4
         children = np.zeros((batch, width), dtype=np.int64)
         for b, c in enumerate(chosen):

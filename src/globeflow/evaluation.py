@@ -144,6 +144,8 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
     rank among ``calibration_samples`` samples with exact densities, and a reliability diagram PNG
     next to ``out``.
     """
+    if calibration_samples < 0:
+        raise ValueError(f"--calibration-samples must be >= 0, got {calibration_samples}")
     out = Path(out)
     t0 = time.time()
     geolocator = Geolocator.load(run, device=device)

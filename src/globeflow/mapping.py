@@ -97,15 +97,19 @@ def map_to_dir(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                device: str | None = None, skip_invalid: bool = False, progress: bool = True,
                seed: int = 0) -> dict[str, Any]:
     """``globeflow map RUN DATA --out DIR``; returns a summary (rows written, skipped, resumed)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     t0 = time.time()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
     geolocator = Geolocator.load(run, device=device)
     geolocator.require_density()
     dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim)
     info = dataset.scan()
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
     total = info.num_valid if limit is None else min(limit, info.num_valid)
     stems: list[str] = []
     written = resumed = 0
