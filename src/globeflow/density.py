@@ -186,8 +186,8 @@ class DensityMap:
         Each cell climbs to its densest neighbour until a local maximum; a mode's probability is the
         mass of all cells that climb to it. Ties (flat, unrefined regions) break by the cell centre's
         z, a smooth function with one maximum, so a plateau drains to one peak instead of many (an
-        index tie-break would leave one spurious peak per HEALPix base cell). A peak closer than ``min_separation_km`` to a
-        denser one is merged into it (small bumps of one mountain are one place).
+        index tie-break would leave one spurious peak per HEALPix base cell). A peak closer than
+        ``min_separation_km`` to a denser one is merged into it (bumps of one mountain are one place).
         """
         nside, logp = self.nside, self.log_density
         npix = logp.size
