@@ -140,3 +140,25 @@ def test_ddp_two_processes_matches_one_process(data, tmp_path):
         assert steps == sorted(set(steps))  # one writer: no step logged twice
         scores[name] = point_metrics(Geolocator.load(run).predict(emb, num_samples=32, steps=8), latlon)["geoscore"]
     assert abs(scores["one"] - scores["two"]) < 0.1 * scores["one"], scores
+
+
+def test_embedding_dropout_is_reproducible_and_only_acts_in_training():
+    from globeflow.models import GeoFlowModel, ModelConfig
+    from globeflow.network import NetworkConfig
+
+    torch.manual_seed(0)
+    net = NetworkConfig(cond_dim=8, dim=16, depth=1)
+    plain, dropped = GeoFlowModel(ModelConfig(net)), GeoFlowModel(ModelConfig(net, emb_dropout=0.5))
+    dropped.load_state_dict(plain.state_dict())
+    latlon, emb, _ = make_rows(64, seed=0)
+    from globeflow import geometry as geo
+    x1 = geo.latlon_to_xyz(latlon).float()
+    loss = lambda m: m.loss(x1, emb, generator=torch.Generator().manual_seed(5))  # noqa: E731
+    assert loss(dropped) == loss(dropped)  # the mask comes from the step's generator
+    assert loss(dropped) != loss(plain)
+    x, g = geo.projx(torch.randn(4, 3)), torch.tensor(0.3)
+    torch.testing.assert_close(dropped.velocity(x, g, emb[:4]), plain.velocity(x, g, emb[:4]))
+    with pytest.raises(ValueError, match="emb_dropout"):
+        ModelConfig(net, emb_dropout=1.0)
+    assert ModelConfig.from_dict({k: v for k, v in ModelConfig(net).to_dict().items() if k != "emb_dropout"}) \
+        == ModelConfig(net)  # checkpoints written before the field existed still load

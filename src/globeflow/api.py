@@ -20,7 +20,7 @@ from . import geometry as geo
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from .data import Batch, EmbeddingDataset
 from .density import DensityMap, MapConfig, refine_map
-from .likelihood import KM2_OFFSET, log_prob_ode, sample_log_prob_ode
+from .likelihood import KM2_OFFSET, ModelField, log_prob_ode, sample_log_prob_ode
 from .metrics import valid_latlon
 from .models import GeoFlowModel, ModelConfig, SamplerConfig
 from .points import best_expected_geoscore
@@ -43,9 +43,11 @@ class Geolocator:
         device: ``None``/``"auto"`` for CUDA when available, else CPU.
     """
 
-    def __init__(self, model: GeoFlowModel, device: str | torch.device | None = None):
+    def __init__(self, model: GeoFlowModel, device: str | torch.device | None = None, encoder: str | None = None):
         self.device = resolve_device(str(device) if device is not None else None)
         self.model = model.to(self.device).eval().requires_grad_(False)
+        #: Name of the image encoder whose embeddings the model was trained on (None: unknown).
+        self.encoder = encoder
 
     @property
     def config(self) -> ModelConfig:
@@ -73,7 +75,7 @@ class Geolocator:
             problems.append(f"unexpected {', '.join(result.unexpected_keys[:5])}")
         if problems:
             raise CheckpointError(f"{ckpt.path}: weights do not match the model config ({'; '.join(problems)})")
-        return cls(model, device)
+        return cls(model, device, encoder=(ckpt.meta.get("extra") or {}).get("encoder"))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write an inference checkpoint (weights + config) to a directory or file path."""
@@ -81,7 +83,7 @@ class Geolocator:
         if p.suffix != ".safetensors":
             p = p / CHECKPOINT_NAME
         tensors = {f"ema.{k}": v for k, v in self.model.network.state_dict().items()}
-        return save_checkpoint(p, tensors, model_config=self.config.to_dict())
+        return save_checkpoint(p, tensors, model_config=self.config.to_dict(), extra={"encoder": self.encoder})
 
     def _generator(self, seed: int | None) -> torch.Generator | None:
         """A generator on the model's device seeded with ``seed`` (``None``: fresh randomness)."""
@@ -161,9 +163,14 @@ class Geolocator:
             raise ValueError(f"unknown point strategy {strategy!r}; expected one of {', '.join(POINT_STRATEGIES)}")
         return geo.xyz_to_latlon(best).cpu()
 
+    @property
+    def has_density(self) -> bool:
+        """Whether the model has an exact, normalised density on the sphere (rfm models)."""
+        return self.config.kind == "rfm"
+
     def require_density(self) -> None:
         """Raise ``ValueError`` unless the model has an exact, normalised density on the sphere."""
-        if self.config.kind != "rfm":
+        if not self.has_density:
             raise ValueError(f"exact log-densities on the sphere need an rfm model; this is a {self.config.kind} "
                              "model, whose density lives in R^3 (its restriction to the sphere is not a "
                              "normalised density), so none is computed")
@@ -191,7 +198,7 @@ class Geolocator:
         x = geo.latlon_to_xyz(ll).to(self.device, torch.float32)
         gen = self._generator(seed)
         grid = self.model.schedule.sampling_grid(steps, device=self.device)
-        result = log_prob_ode(lambda y, g: self.model.velocity(y, g, emb, cfg), x, grid=grid, method=method,
+        result = log_prob_ode(ModelField(self.model, emb, cfg), x, grid=grid, method=method,
                               divergence_kind=divergence, rtol=rtol, atol=atol, generator=gen)  # type: ignore[arg-type]
         out = result.log_prob.double().cpu()
         return out + KM2_OFFSET if units == "km2" else out
@@ -221,7 +228,7 @@ class Geolocator:
         xs, lps = [], []
         for i in range(0, emb.shape[0], per_call):
             e = emb[i:i + per_call]
-            r = sample_log_prob_ode(lambda y, g: self.model.velocity(y, g, e, cfg), x0[i:i + per_call], grid=grid,
+            r = sample_log_prob_ode(ModelField(self.model, e, cfg), x0[i:i + per_call], grid=grid,
                                     divergence_kind=divergence, generator=gen)  # type: ignore[arg-type]
             xs.append(r.x)
             lps.append(r.log_prob)
@@ -243,7 +250,7 @@ class Geolocator:
         nfe = 0
         rows = max(1, _POINTS_PER_CALL // max(1, b))
         for j in range(0, p, rows):
-            r = log_prob_ode(lambda y, g: self.model.velocity(y, g, emb, cfg), xt[:, j:j + rows], grid=grid,
+            r = log_prob_ode(ModelField(self.model, emb, cfg), xt[:, j:j + rows], grid=grid,
                              divergence_kind=divergence, generator=gen)  # type: ignore[arg-type]
             out[:, j:j + rows] = r.log_prob.double().cpu().numpy()
             nfe += r.nfe

@@ -1,4 +1,4 @@
-"""Command line: ``globeflow train | predict | evaluate | log-prob | map | demo``. Thin: parse, call the library, format."""
+"""Command line: ``globeflow train | predict | evaluate | log-prob | map | embed | demo``. Thin: parse, call the library, format."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 __all__ = ["main", "build_parser"]
+
+EMB_DROPOUT = 0.0
 
 
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dim", type=int, default=256, help="network width (default 256)")
     t.add_argument("--depth", type=int, default=6, help="number of residual blocks (default 6)")
     t.add_argument("--cond-drop", type=float, default=0.1, help="guidance dropout probability (default 0.1)")
+    t.add_argument("--emb-dropout", type=float, default=EMB_DROPOUT,
+                   help=f"dropout on embedding coordinates in training (default {EMB_DROPOUT}; see docs/design.md)")
     t.add_argument("--steps", type=int, default=d.steps, help=f"training steps (default {d.steps})")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"global batch size (default {d.batch_size})")
     t.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
@@ -62,11 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
     t.add_argument("--no-progress", action="store_true")
 
-    p = sub.add_parser("predict", help="predict one location per row of an embedding dataset")
+    p = sub.add_parser("predict", help="predict locations for an embedding dataset, or answer photos")
     p.add_argument("run", help="run directory or checkpoint file")
-    p.add_argument("data", help="embedding dataset (Parquet file or folder)")
-    p.add_argument("--out", required=True, help="output file: .parquet or .csv")
+    p.add_argument("data", nargs="+", help="embedding dataset (Parquet file or folder: one best guess per row), "
+                                           "or photos (files, a folder, a glob, or an image dataset: best guess, "
+                                           "top-k places, country probabilities, localizability per photo)")
+    p.add_argument("--out", required=True, help="output file: .parquet or .csv (also .geojson for photos)")
     _add_sampler_args(p)
+    ph = p.add_argument_group("photos")
+    ph.add_argument("--encoder", default=None, help="image encoder (default: the one the model was trained on)")
+    ph.add_argument("--encoder-path", default=None, help="local folder with the encoder's weights (offline)")
+    ph.add_argument("--kind", default="auto", choices=("auto", "files", "osv5m", "inat21", "yfcc", "webdataset"))
+    ph.add_argument("--labels", default=None, help="CSV with id, lat, lon of the photos (adds the truth)")
+    ph.add_argument("--top-k", type=int, default=3, help="distinct places per photo (default 3)")
+    ph.add_argument("--maps", default=None, help="folder for each photo's density map (PNG, npz, GeoJSON, JSON)")
 
     e = sub.add_parser("evaluate", help="evaluate point predictions on a labelled embedding dataset")
     e.add_argument("run", help="run directory or checkpoint file")
@@ -111,8 +124,30 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--skip-invalid", action="store_true")
     lp.add_argument("--device", default=None)
 
-    m = sub.add_parser("demo", help="train and evaluate on the built-in known-answer task (no download)")
-    m.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    em = sub.add_parser("embed", help="images -> embedding dataset (Parquet parts), resumable and shardable")
+    em.add_argument("images", nargs="+", help="image file(s), folder, glob, OSV-5M root, iNat21 JSON, "
+                                              "YFCC/MP-16 CSV or WebDataset tar shards")
+    em.add_argument("--out", required=True, help="output folder of part-NNNNN.parquet files")
+    em.add_argument("--kind", default="auto", choices=("auto", "files", "osv5m", "inat21", "yfcc", "webdataset"),
+                    help="dataset layout (default: detected)")
+    em.add_argument("--labels", default=None, help="CSV with id, lat, lon for a folder of images")
+    em.add_argument("--encoder", default="efficientnet-lite0", help="image encoder (default efficientnet-lite0)")
+    em.add_argument("--encoder-path", default=None, help="local folder with the encoder's weights (offline)")
+    em.add_argument("--shard-rows", type=int, default=4096, help="images per Parquet part (default 4096)")
+    em.add_argument("--batch-size", type=int, default=64, help="images per encoder call (default 64)")
+    em.add_argument("--workers", type=int, default=2, help="image-decoding threads (default 2)")
+    em.add_argument("--shard", default=None, help="INDEX/COUNT: this process's share of the parts "
+                                                  "(default: RANK/WORLD_SIZE under torchrun, else all)")
+    em.add_argument("--unlabelled", action="store_true", help="keep images with no location (lat/lon NaN)")
+    em.add_argument("--device", default=None)
+    em.add_argument("--no-progress", action="store_true")
+
+    m = sub.add_parser("demo", help="offline visual geolocation on NASA's Blue Marble image: build, embed, train, "
+                                    "evaluate, draw maps (no download)")
+    m.add_argument("--task", choices=("blue-marble", "known-answer"), default="blue-marble",
+                   help="blue-marble (default): real image patches; known-answer: synthetic embeddings with a "
+                        "known true density")
+    m.add_argument("--out", default=None, help="output directory (default runs/demo or runs/demo-known-answer)")
     m.add_argument("--steps", type=int, default=None, help="training steps (default: the demo's)")
     m.add_argument("--device", default=None)
     m.add_argument("--no-progress", action="store_true")
@@ -128,7 +163,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
                          skip_invalid=a.skip_invalid)
     result = train(a.data, a.out, kind=a.model, network={"dim": a.dim, "depth": a.depth}, config=config,
                    val_data=a.val, resume=a.resume, device=a.device, progress=not a.no_progress,
-                   cond_drop=a.cond_drop)
+                   cond_drop=a.cond_drop, emb_dropout=a.emb_dropout)
     if os.environ.get("RANK", "0") != "0":
         return 0  # one summary per run, from the process that wrote the checkpoint
     print(json.dumps({"run_dir": str(result.run_dir), "step": result.step, "final_loss": result.final_loss,
@@ -142,11 +177,37 @@ def _predict_kwargs(a: argparse.Namespace) -> dict:
                 seed=a.seed)
 
 
+def _is_embedding_dataset(paths: list[str]) -> bool:
+    if len(paths) != 1:
+        return False
+    p = Path(paths[0])
+    return p.suffix == ".parquet" or (p.is_dir() and any(p.rglob("*.parquet")))
+
+
 def _cmd_predict(a: argparse.Namespace) -> int:
     from .evaluation import predict_to_file
 
-    summary = predict_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
+    if not _is_embedding_dataset(a.data):
+        return _predict_photos(a)
+    summary = predict_to_file(a.run, a.data[0], a.out, batch_size=a.batch_size, device=a.device,
                               skip_invalid=a.skip_invalid, **_predict_kwargs(a))
+    print(json.dumps(summary))
+    return 0
+
+
+def _predict_photos(a: argparse.Namespace) -> int:
+    from .photos import PHOTO_ANSWERS, predict_photos_to_file
+
+    if a.top_k < 0:
+        raise ValueError(f"--top-k must be >= 0, got {a.top_k}")
+    config = dataclasses.replace(PHOTO_ANSWERS, num_samples=a.num_samples, top_k=a.top_k,
+                                 guidance=a.guidance or 0.0, steps=a.steps or PHOTO_ANSWERS.steps)
+    summary = predict_photos_to_file(a.run, a.data[0] if len(a.data) == 1 else a.data, a.out, kind=a.kind,
+                                     labels=a.labels, encoder=a.encoder, encoder_path=a.encoder_path,
+                                     config=config, maps_dir=a.maps, batch_size=min(a.batch_size, 16),
+                                     device=a.device, seed=a.seed)
+    for where, why in summary.pop("skipped_list")[:20]:
+        print(f"globeflow: skipped {where}: {why}", file=sys.stderr)
     print(json.dumps(summary))
     return 0
 
@@ -184,16 +245,45 @@ def _cmd_map(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import run_demo
+def _cmd_embed(a: argparse.Namespace) -> int:
+    from .data.images import read_images
+    from .embedding import EmbedConfig, embed_to_dir, parse_shard
+    from .encoders import load_encoder
+    from .training import resolve_device
 
-    report = run_demo(Path(a.out), steps=a.steps, device=a.device, progress=not a.no_progress)
+    config = EmbedConfig(shard_rows=a.shard_rows, batch_size=a.batch_size, workers=a.workers)
+    shard = parse_shard(a.shard)
+    paths = a.images[0] if len(a.images) == 1 else a.images
+    source = read_images(paths, kind=a.kind, labels=a.labels, require_location=not a.unlabelled)
+    if not source.records:
+        raise ValueError(f"{' '.join(a.images)}: no usable images found ({len(source.skipped)} skipped)")
+    encoder = load_encoder(a.encoder, a.encoder_path, device=resolve_device(a.device))
+    summary = embed_to_dir(source, encoder, a.out, config=config, shard=shard, progress=not a.no_progress)
+    for where, why in summary.pop("skipped_list")[:20]:
+        print(f"globeflow: skipped {where}: {why}", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    if a.steps is not None and a.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {a.steps}")
+    if a.task == "known-answer":
+        from .demo import run_demo
+
+        report = run_demo(Path(a.out or "runs/demo-known-answer"), steps=a.steps, device=a.device,
+                          progress=not a.no_progress)
+    else:
+        from .demo_blue_marble import run_blue_marble_demo
+
+        report = run_blue_marble_demo(Path(a.out or "runs/demo"), steps=a.steps, device=a.device,
+                                      progress=not a.no_progress)
     print(report["markdown"])
     return 0
 
 
 COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "log-prob": _cmd_log_prob,
-            "map": _cmd_map, "demo": _cmd_demo}
+            "map": _cmd_map, "embed": _cmd_embed, "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from torch import Tensor
@@ -34,8 +34,8 @@ from torch.func import jvp
 
 from . import geometry as geo
 
-__all__ = ["LOG_UNIFORM", "KM2_OFFSET", "LogProbResult", "SampleResult", "divergence", "log_prob_ode",
-           "sample_log_prob_ode"]
+__all__ = ["LOG_UNIFORM", "KM2_OFFSET", "LogProbResult", "SampleResult", "ModelField", "divergence",
+           "log_prob_ode", "sample_log_prob_ode"]
 
 LOG_UNIFORM = -math.log(4.0 * math.pi)
 #: log p per km^2 = log p per steradian + KM2_OFFSET (a steradian is R^2 km^2 on the Earth).
@@ -54,6 +54,34 @@ class LogProbResult:
     units: str = "nats/sr"
 
 
+class ModelField:
+    """The velocity field of an rfm model for fixed embeddings, ``v(x) = P_x N(x)`` with ``N`` the
+    (guided) network output, and its exact Riemannian divergence in closed form.
+
+    For ``x`` on the sphere and an orthonormal tangent basis ``(e_1, e_2)``, differentiating
+    ``v = N - (x . N) x`` along ``e_i`` and taking ``e_i . dv[e_i]`` gives
+
+        div_S2 v = e_1 . dN[e_1] + e_2 . dN[e_2] - 2 x . N
+
+    (the ``(e_i . N)(e_i . x)`` terms vanish), where ``dN[e]`` are the network's directional
+    derivatives, propagated by hand through the network (:meth:`GeoAdaLNMLP.forward_with_tangents`)
+    with one shared forward pass: ~2x cheaper than two forward-mode JVPs on a CPU.
+    """
+
+    def __init__(self, model: Any, emb: Tensor, guidance: float = 0.0):
+        self.model, self.emb, self.guidance = model, emb, guidance
+
+    def __call__(self, x: Tensor, gamma: Tensor) -> Tensor:
+        return self.model.velocity(x, gamma, self.emb, self.guidance)
+
+    def velocity_and_divergence(self, x: Tensor, gamma: Tensor) -> tuple[Tensor, Tensor]:
+        """``(v (..., 3), div_S2 v (...))`` at points ``x`` on the sphere."""
+        e1, e2 = geo.tangent_basis(x)
+        out, dout = self.model.output_with_tangents(x, gamma, self.emb, self.guidance, torch.stack((e1, e2)))
+        div = geo.inner(e1, dout[0]) + geo.inner(e2, dout[1]) - 2.0 * geo.inner(x, out)
+        return geo.proju(x, out), div
+
+
 def divergence(field: Field, x: Tensor, gamma: Tensor, kind: DivergenceKind = "exact",
                generator: torch.Generator | None = None, probe: Tensor | None = None) -> tuple[Tensor, Tensor, int]:
     """``(v, div_S2 v, evaluations)`` of a tangent field at points ``x (N, 3)`` on the sphere.
@@ -63,6 +91,9 @@ def divergence(field: Field, x: Tensor, gamma: Tensor, kind: DivergenceKind = "e
     directional derivative. With ``kind="hutchinson"``, ``probe`` (an ambient ``(N, 3)`` vector,
     projected here) fixes the probe; otherwise one is drawn from ``generator``.
     """
+    if kind == "exact" and isinstance(field, ModelField):
+        v, div = field.velocity_and_divergence(x, gamma)
+        return v, div, 2
     f = lambda y: field(geo.projx(y), gamma)  # noqa: E731
     if kind == "exact":
         e1, e2 = geo.tangent_basis(x)

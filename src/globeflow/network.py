@@ -88,6 +88,16 @@ class AdaLNBlock(nn.Module):
         scale, shift, gate = self.ada_map(c).chunk(3, dim=-1)
         return x + self.mlp((1 + scale) * self.ln(x) + shift) * gate
 
+    def forward_with_tangents(self, x: Tensor, dx: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """The block and its directional derivatives: ``dx (K, *x.shape)`` -> ``(y, dy (K, ...))``.
+        The condition ``c`` does not depend on the input point, so it carries no tangent."""
+        scale, shift, gate = self.ada_map(c).chunk(3, dim=-1)
+        n, dn = _layer_norm_with_tangents(x, dx, self.ln.eps)
+        u = self.mlp[0]((1 + scale) * n + shift)
+        du = (1 + scale) * dn @ self.mlp[0].weight.T
+        a, da = self.mlp[1](u), _gelu_derivative(u) * du
+        return x + self.mlp[3](a) * gate, dx + (da @ self.mlp[3].weight.T) * gate
+
 
 class GeoAdaLNMLP(nn.Module):
     """Velocity / noise network ``f(x, gamma, emb)``.
@@ -127,8 +137,48 @@ class GeoAdaLNMLP(nn.Module):
         scale, shift = self.final_adaln(c).chunk(2, dim=-1)
         return self.final_linear((1 + scale) * self.final_ln(h) + shift)
 
+    def forward_with_tangents(self, x: Tensor, gamma: Tensor, emb: Tensor, dx: Tensor) -> tuple[Tensor, Tensor]:
+        """``forward`` and its Jacobian-vector products in ``K`` input directions at once.
+
+        Args:
+            dx: ``(K, *x.shape)`` tangent directions of ``x``.
+        Returns:
+            ``(out, dout)`` with ``dout (K, *out.shape)``, equal to ``torch.func.jvp`` per direction.
+            Propagating the tangents by hand costs one matmul per layer and direction on top of the
+            forward pass (forward-mode AD costs ~3x that on a CPU), and the forward pass is shared
+            by all directions: the exact divergence needs two.
+        """
+        c = self.condition(gamma, emb)
+        if x.dim() == c.dim() + 1:
+            c = c.unsqueeze(-2)
+        h = self.initial_mapper(x)
+        dh = dx @ self.initial_mapper.weight.T
+        for block in self.blocks:
+            h, dh = block.forward_with_tangents(h, dh, c)
+        scale, shift = self.final_adaln(c).chunk(2, dim=-1)
+        n, dn = _layer_norm_with_tangents(h, dh, self.final_ln.eps)
+        out = self.final_linear((1 + scale) * n + shift)
+        return out, ((1 + scale) * dn) @ self.final_linear.weight.T
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _layer_norm_with_tangents(x: Tensor, dx: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Affine-free layer norm over the last axis, and its derivative along each ``dx[k]``:
+    ``d n = (dx - mean(dx) - n mean(n dx)) / sigma``."""
+    mu = x.mean(dim=-1, keepdim=True)
+    sigma = (x.var(dim=-1, unbiased=False, keepdim=True) + eps).sqrt()
+    n = (x - mu) / sigma
+    dn = (dx - dx.mean(dim=-1, keepdim=True) - n * (n * dx).mean(dim=-1, keepdim=True)) / sigma
+    return n, dn
+
+
+def _gelu_derivative(u: Tensor) -> Tensor:
+    """d/du of the exact (erf) GELU ``u Phi(u)``: ``Phi(u) + u phi(u)``."""
+    cdf = 0.5 * (1.0 + torch.erf(u / math.sqrt(2.0)))
+    pdf = torch.exp(-0.5 * u * u) / math.sqrt(2.0 * math.pi)
+    return cdf + u * pdf
 
 
 def _expected_parameters(config: NetworkConfig) -> int:

@@ -26,6 +26,7 @@ from . import geometry as geo
 from .checkpoint import (CHECKPOINT_NAME, CheckpointError, atomic_write_text, load_checkpoint,
                          optimizer_from_tensors, optimizer_to_tensors, save_checkpoint)
 from .data import EmbeddingDataset
+from .embedding import read_manifest
 from .models import GeoFlowModel, ModelConfig
 from .optim import build_optimizer, warmup_cosine
 
@@ -165,7 +166,7 @@ def _local_device(device: str | None) -> torch.device:
 
 def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
           model_config: ModelConfig | None = None, network: dict[str, Any] | None = None,
-          kind: str = "rfm", cond_drop: float = 0.1, config: TrainConfig = TrainConfig(), val_data: str | os.PathLike | None = None,
+          kind: str = "rfm", cond_drop: float = 0.1, emb_dropout: float = 0.0, config: TrainConfig = TrainConfig(), val_data: str | os.PathLike | None = None,
           resume: bool = False, device: str | None = None, progress: bool = True,
           on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train a model on an embedding dataset and write checkpoints to ``run_dir``.
@@ -173,7 +174,7 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
     Args:
         model_config: the full model config; when omitted it is built from ``kind`` and
             ``network`` (NetworkConfig fields other than ``cond_dim``, which comes from the data)
-            and ``cond_drop``.
+            and ``cond_drop`` / ``emb_dropout``.
         resume: continue from ``run_dir/checkpoint.safetensors`` (model, EMA, optimizer, step).
         on_step: called as ``on_step(step, loss)`` after every step (tests use it to interrupt).
     """
@@ -185,6 +186,9 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
     ckpt_path = run_dir / CHECKPOINT_NAME
     data = EmbeddingDataset(train_data, skip_invalid=config.skip_invalid)
     info = data.scan()
+    # The image encoder that made the embeddings (written by ``globeflow embed``), so that
+    # ``predict`` on photos embeds them with the same one.
+    encoder = (read_manifest(train_data) or {}).get("encoder")
     val = EmbeddingDataset(val_data, skip_invalid=config.skip_invalid, expected_dim=info.dim) if val_data else None
     if val is not None:
         val.scan()
@@ -201,7 +205,7 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
     if model_config is None:
         from .network import NetworkConfig
         model_config = ModelConfig(NetworkConfig(cond_dim=info.dim, **(network or {})), kind=kind,  # type: ignore[arg-type]
-                                   cond_drop=cond_drop)
+                                   cond_drop=cond_drop, emb_dropout=emb_dropout)
     if model_config.network.cond_dim != info.dim:
         raise TrainingError(f"{train_data}: embeddings have dimension {info.dim} but the model expects "
                             f"{model_config.network.cond_dim}")
@@ -233,7 +237,7 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
                    **{f"ema.{k}": v for k, v in ema.network.state_dict().items()}, **opt_tensors}
         save_checkpoint(ckpt_path, tensors, model_config=model_config.to_dict(),
                         train_config=dataclasses.asdict(config), step=step, optim_groups=groups,
-                        extra={"data": info.to_dict()})
+                        extra={"data": info.to_dict(), "encoder": encoder})
         # A readable copy of what the checkpoint's metadata says (never read back).
         atomic_write_text(run_dir / "config.json", json.dumps(
             {"step": step, "model": model_config.to_dict(), "train": dataclasses.asdict(config),

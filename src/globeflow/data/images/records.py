@@ -1,0 +1,161 @@
+"""Image records: one image and its position (:class:`ImageRecord`, decoded lazily and safely),
+a dataset's records with its skipped rows (:class:`ImageSource`), and the error for an image that
+cannot be read."""
+
+from __future__ import annotations
+
+import io
+import math
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from globeflow.data.embeddings import DatasetError
+
+__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "UnreadableImageError", "ImageRecord", "ImageSource"]
+
+# Order matters: it is the order in which extensions are tried for an id without one, and the
+# order of preference when a WebDataset sample has several image members.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# Pillow's own default limit; images with more pixels are refused before decoding.
+MAX_PIXELS = 89_478_485
+
+Metadata = dict[str, Union[str, int, float]]
+
+
+class UnreadableImageError(DatasetError):
+    """An image could not be read or decoded. The message is ``"<source>: <reason>"``."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Default reduce would call __init__ with the message only (DataLoader workers pickle).
+        return (type(self), (self.source, self.reason))
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image and its position.
+
+    ``lat``/``lon`` are degrees, NaN when unknown. ``source`` says where the image is for
+    people: a file path, or ``"<shard>:<member>"``. The image lives in the file ``path`` (the
+    image file, or the tar shard; ``None`` means ``source`` is the file path); for a tar shard,
+    ``member`` names it and ``span`` is the ``(offset, size)`` of its bytes in the shard (without
+    ``span`` the member is looked up by name, which scans the tar).
+    """
+
+    id: str
+    lat: float
+    lon: float
+    metadata: Metadata = field(default_factory=dict, hash=False)
+    source: str = ""
+    path: str | None = None
+    member: str | None = None
+    span: tuple[int, int] | None = None
+
+    @property
+    def has_location(self) -> bool:
+        return math.isfinite(self.lat) and math.isfinite(self.lon)
+
+    def read_bytes(self) -> bytes:
+        """The encoded image file; raises :class:`UnreadableImageError`."""
+        file = self.path or self.source
+        try:
+            if self.member is None:
+                with open(file, "rb") as fh:
+                    return fh.read()
+            if self.span is None:
+                return _tar_member_bytes(file, self.member)
+            offset, size = self.span
+            with open(file, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(size)
+        except FileNotFoundError:
+            raise UnreadableImageError(self.source, f"no such file: {file}") from None
+        except (OSError, tarfile.TarError, KeyError) as exc:
+            raise UnreadableImageError(self.source, f"cannot read: {exc}") from exc
+        if len(data) != size:
+            raise UnreadableImageError(self.source, f"shard truncated: {len(data)} of {size} bytes")
+        return data
+
+    def open(self, *, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+        """The decoded image, fully loaded, in RGB, turned upright per its EXIF orientation.
+
+        Raises :class:`UnreadableImageError` for a missing, truncated, corrupt or non-image file,
+        and for a decompression bomb: more than ``max_pixels`` pixels (checked from the header,
+        before decoding; ``None`` leaves only Pillow's own limit, twice ``MAX_IMAGE_PIXELS``).
+        Pillow's ``DecompressionBombWarning`` may still be issued (above its own limit) before
+        the error. Safe to call from several threads.
+        """
+        return _decode(self.read_bytes(), self.source, max_pixels)
+
+
+def _tar_member_bytes(shard: str, member: str) -> bytes:
+    with tarfile.open(shard, mode="r:") as tar:
+        extracted = tar.extractfile(member)
+        if extracted is None:
+            raise KeyError(f"{member} is not a regular file")
+        return extracted.read()
+
+
+def _decode(data: bytes, source: str, max_pixels: int | None) -> Image.Image:
+    # Pillow only warns between 1x and 2x its MAX_IMAGE_PIXELS; the explicit check decides. The
+    # warning is not silenced here: catch_warnings is process-wide and open() runs in threads.
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            pixels = image.width * image.height
+            if max_pixels is not None and pixels > max_pixels:
+                raise UnreadableImageError(
+                    source,
+                    f"decompression bomb: {image.width}x{image.height} = {pixels} pixels "
+                    f"exceeds the limit of {max_pixels}",
+                )
+            image.load()
+            return _upright(image).convert("RGB")
+    except UnreadableImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # The warning arrives here as an exception when warnings are errors (-W error).
+        raise UnreadableImageError(source, f"decompression bomb: {exc}") from exc
+    except UnidentifiedImageError:
+        raise UnreadableImageError(source, "not an image (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Truncated or corrupt image data.
+        raise UnreadableImageError(source, f"cannot decode image: {exc}") from exc
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
+        return image  # a broken orientation tag should not make a good image unreadable
+
+
+@dataclass
+class ImageSource:
+    """The records of a dataset, in the order documented for its kind, and the skipped rows.
+
+    ``kind`` is one of :data:`KINDS`. ``root`` is the folder ids and image paths are taken
+    relative to (``files``, ``inat21``, ``yfcc``), the dataset root (``osv5m``) or the folder
+    holding the shards (``webdataset``).
+    """
+
+    records: list[ImageRecord]
+    skipped: list[tuple[str, str]]
+    kind: str
+    root: str
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[ImageRecord]:
+        return iter(self.records)
+
+    def __getitem__(self, index: int) -> ImageRecord:
+        return self.records[index]
