@@ -211,3 +211,36 @@ def test_map_refuses_models_without_a_density_and_bad_settings(run, capsys):
     assert main(["evaluate", str(run / "run"), str(run / "test.parquet"), "--out", str(run / "r.json"),
                  "--calibration-samples", "-1"]) == 2
     assert "--calibration-samples must be >= 0" in error_line(capsys)
+
+
+def test_evaluate_writes_place_metrics_a_table_and_error_pictures_and_compare_joins_reports(run, capsys, tmp_path):
+    reports = []
+    for name, point in (("geoscore", "geoscore"), ("single", "single")):
+        out = tmp_path / f"{name}.json"
+        assert main(["evaluate", str(run / "run"), str(run / "test.parquet"), "--out", str(out), "--no-nll",
+                     "--num-samples", "8", "--steps", "4", "--point", point]) == 0
+        reports.append(out)
+    capsys.readouterr()
+    report = json.loads(reports[0].read_text())
+    m = report["metrics"]
+    assert 0 <= m["acc_city"] <= m["acc_region"] <= m["acc_country"] <= 1  # nested areas
+    assert 0 <= m["precision_k3"] <= 1 and 0 <= m["coverage_k3"] <= 1
+    assert m["n_country"] == 50
+    for picture in report["pictures"].values():
+        assert open(picture, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    md = reports[0].with_suffix(".md").read_text().splitlines()
+    assert md[0].startswith("| model | GeoScore |") and len(md) == 3 and f"{m['geoscore']:.0f}" in md[2]
+    table_path = tmp_path / "table.md"
+    assert main(["compare", str(reports[0]), str(reports[1]), "--out", str(table_path)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip() == table_path.read_text().strip()
+    rows = printed.strip().splitlines()
+    assert [r.split("|")[1].strip() for r in rows[2:]] == ["geoscore", "single"]
+    assert "different datasets" not in printed  # both evaluated test.parquet
+
+
+def test_compare_refuses_a_file_that_is_not_a_report(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"hello": 1}')
+    assert main(["compare", str(bad)]) == 2
+    assert "not a globeflow evaluate report" in error_line(capsys)

@@ -144,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--device", default=None)
     em.add_argument("--no-progress", action="store_true")
 
+    cp = sub.add_parser("compare", help="one table across evaluate reports (GeoScore, distances, accuracies, NLL)")
+    cp.add_argument("reports", nargs="+", help="report JSON files written by globeflow evaluate")
+    cp.add_argument("--out", default=None, help="also write the table to this Markdown file")
+
     m = sub.add_parser("demo", help="offline visual geolocation on NASA's Blue Marble image: build, embed, train, "
                                     "evaluate, draw maps (no download)")
     m.add_argument("--task", choices=("blue-marble", "known-answer"), default="blue-marble",
@@ -270,6 +274,13 @@ def _cmd_embed(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(a: argparse.Namespace) -> int:
+    from .evaluation import compare_reports
+
+    print(compare_reports(a.reports, a.out))
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     if a.steps is not None and a.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {a.steps}")
@@ -288,7 +299,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "log-prob": _cmd_log_prob,
-            "map": _cmd_map, "embed": _cmd_embed, "demo": _cmd_demo}
+            "map": _cmd_map, "embed": _cmd_embed, "compare": _cmd_compare,
+            "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

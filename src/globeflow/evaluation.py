@@ -23,7 +23,7 @@ from .data import EmbeddingDataset
 from .metrics import distances_km, point_metrics
 
 __all__ = ["predict_dataset", "predict_to_file", "evaluate_to_file", "log_prob_dataset", "log_prob_to_file",
-           "density_dataset", "file_sha256"]
+           "density_dataset", "file_sha256", "markdown_table", "compare_reports", "TABLE_COLUMNS"]
 
 OUTPUT_FORMATS = (".parquet", ".csv")
 
@@ -155,6 +155,7 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
     pred = torch.from_numpy(np.stack((columns["lat_pred"], columns["lon_pred"]), -1))
     true = torch.from_numpy(np.stack((columns["lat"], columns["lon"]), -1))
     metrics = point_metrics(pred, true)
+    metrics.update(_place_metrics(pred.numpy(), true.numpy()))
     metrics["skipped_rows"] = info.num_skipped
     metrics["nll"], metrics["nll_units"] = None, "nats/sr"
     calibration: dict[str, Any] | None = None
@@ -189,5 +190,73 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
         "seconds": round(time.time() - t0, 2),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
+    report["pictures"] = _error_pictures(out, pred.numpy(), true.numpy(), Path(str(run)).name)
     atomic_write_text(out, json.dumps(report, indent=2))
+    atomic_write_text(out.with_suffix(".md"), markdown_table([report], [Path(str(run)).name]) + "\n")
     return report
+
+
+def _place_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
+    """Administrative accuracy (truth geocoded like the predictions) and the precision / recall /
+    density / coverage of the predicted location set against the true one (k = 3)."""
+    from .metrics_admin import admin_accuracy
+    from .metrics_sets import prdc
+
+    out: dict[str, Any] = dict(admin_accuracy(pred, true))
+    out.pop("n", None)
+    if len(true) > 3:
+        sets = prdc(pred, true, k=3)
+        out.update({f"{k}_k3": sets[k] for k in ("precision", "recall", "density", "coverage")})
+    return out
+
+
+def _error_pictures(out: Path, pred: np.ndarray, true: np.ndarray, label: str) -> dict[str, str]:
+    from .metrics import distances_km
+    from .plotting import error_cdf_png, error_map_png
+
+    d = distances_km(torch.from_numpy(pred), torch.from_numpy(true)).numpy()
+    cdf, emap = out.with_suffix(".errors_cdf.png"), out.with_suffix(".errors_map.png")
+    error_cdf_png(cdf, {label: d})
+    error_map_png(emap, true, d, title=f"{label}: error distance at each true location")
+    return {"error_cdf": str(cdf), "error_map": str(emap)}
+
+
+#: Columns of the comparison table: (metrics key, header, format).
+TABLE_COLUMNS = (("geoscore", "GeoScore", "{:.0f}"), ("median_km", "median km", "{:.0f}"),
+                 ("acc_1km", "1 km", "{:.3f}"), ("acc_25km", "25 km", "{:.3f}"), ("acc_200km", "200 km", "{:.3f}"),
+                 ("acc_750km", "750 km", "{:.3f}"), ("acc_2500km", "2500 km", "{:.3f}"),
+                 ("acc_country", "country", "{:.3f}"), ("acc_region", "region", "{:.3f}"),
+                 ("acc_city", "city", "{:.3f}"), ("nll", "NLL (nats/sr)", "{:.3f}"))
+
+
+def markdown_table(reports: list[dict[str, Any]], names: list[str]) -> str:
+    """One Markdown row per ``globeflow evaluate`` report; missing values are ``-``."""
+    lines = ["| model | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " | n |",
+             "|---|" + "---|" * (len(TABLE_COLUMNS) + 1)]
+    for name, r in zip(names, reports):
+        m = r.get("metrics", {})
+        cells = [fmt.format(m[k]) if isinstance(m.get(k), (int, float)) else "-" for k, _, fmt in TABLE_COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {m.get('n', '-')} |")
+    return "\n".join(lines)
+
+
+def compare_reports(paths: list[str | os.PathLike], out: str | os.PathLike | None = None) -> str:
+    """``globeflow compare``: one table across ``evaluate`` reports (named by file stem), written to
+    ``out`` (Markdown) when given; warns in the table when the reports evaluated different data."""
+    if not paths:
+        raise ValueError("compare needs at least one report")
+    reports = []
+    for p in paths:
+        try:
+            reports.append(json.loads(Path(p).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{p}: not a readable evaluate report ({e})") from None
+        if "metrics" not in reports[-1]:
+            raise ValueError(f"{p}: not a globeflow evaluate report (no 'metrics' key)")
+    table = markdown_table(reports, [Path(p).stem for p in paths])
+    fingerprints = {r.get("data", {}).get("fingerprint") for r in reports}
+    if len(fingerprints) > 1:
+        table += "\n\nNote: these reports evaluated different datasets (fingerprints differ); rows are not comparable."
+    if out is not None:
+        atomic_write_text(Path(out), table + "\n")
+    return table

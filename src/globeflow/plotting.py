@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 
 from .checkpoint import atomic_write_bytes
 
-__all__ = ["DYNAMIC_RANGE_NATS", "density_map_png", "reliability_png", "map_pixel"]
+__all__ = ["DYNAMIC_RANGE_NATS", "density_map_png", "reliability_png", "error_cdf_png", "error_map_png", "map_pixel"]
 
 # Colours span the top 10 nats of log-density (a factor e^10 ~ 22,000 in density); everything
 # fainter is left transparent, so the map shows where the mass is rather than a uniform wash.
@@ -240,12 +240,69 @@ def reliability_png(path: str | os.PathLike, nominal: Sequence[float], observed:
     # clip_on=False: a point at 0 or 1 (common for high levels) is drawn whole, not halved by the axes.
     ax.plot(x, y, marker="o", markersize=6, color="#1f77b4", linewidth=1.8, label="observed", clip_on=False,
             zorder=3)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
     ax.set_aspect("equal")
-    ax.set_xlabel("nominal credible level p", fontsize=11)
-    ax.set_ylabel("fraction of true locations inside the p-credible region", fontsize=11)
+    _finish_axes(ax, (0, 1), "nominal credible level p", "fraction of true locations inside the p-credible region",
+                 title or "Credible-region coverage")
+    return _save_png(fig, path)
+
+
+def _finish_axes(ax, xlim: tuple[float, float], xlabel: str, ylabel: str, title: str) -> None:
+    """Limits (y in [0, 1]), labels, light grid, legend top left and title: the line plots' frame."""
+    ax.set_xlim(*xlim)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(xlabel, fontsize=11)
+    ax.set_ylabel(ylabel, fontsize=11)
     ax.grid(True, color="#dddddd", linewidth=0.6)
     ax.legend(loc="upper left", fontsize=10)
-    ax.set_title(title or "Credible-region coverage", fontsize=13)
+    ax.set_title(title, fontsize=13)
+
+
+def error_cdf_png(path: str | os.PathLike, errors_km: dict[str, np.ndarray], *, title: str = "",
+                  width_px: int = 800) -> Path:
+    """Cumulative distribution of error distances, one curve per model: ``{label: (N,) km}``.
+
+    Log-scaled distance axis from 1 km to half the circumference, with the accuracy thresholds
+    (1, 25, 200, 750, 2500 km) marked. Written atomically.
+    """
+    from .metrics import MAX_DISTANCE_KM, THRESHOLDS_KM
+
+    if not errors_km:
+        raise ValueError("errors_km is empty: nothing to plot")
+    fig = _figure(width_px, 0.75, width_in=8.0)
+    ax = fig.add_axes((0.11, 0.12, 0.85, 0.78))
+    for label, d in errors_km.items():
+        d = np.sort(np.clip(np.asarray(d, dtype=np.float64), 1e-3, MAX_DISTANCE_KM))
+        if d.size == 0:
+            raise ValueError(f"no errors for {label!r}")
+        ax.step(d, np.arange(1, d.size + 1) / d.size, where="post", linewidth=1.8, label=f"{label} (n = {d.size})")
+    for t in THRESHOLDS_KM:
+        ax.axvline(t, color="#bbbbbb", linewidth=0.8, linestyle=":")
+    ax.set_xscale("log")
+    _finish_axes(ax, (1, MAX_DISTANCE_KM), "error distance (km, log scale)",
+                 "fraction of predictions within the distance", title or "Error distances")
+    return _save_png(fig, path)
+
+
+def error_map_png(path: str | os.PathLike, true_latlon: np.ndarray, errors_km: np.ndarray, *, title: str = "",
+                  width_px: int = 1600) -> Path:
+    """The true locations ``(N, 2)`` on a world map, coloured by their error distance ``(N,)`` km
+    (log colour scale), so that regions a model gets wrong stand out. Written atomically."""
+    from matplotlib.colors import LogNorm
+
+    from .metrics import MAX_DISTANCE_KM
+
+    ll = np.asarray(true_latlon, dtype=np.float64).reshape(-1, 2)
+    d = np.clip(np.asarray(errors_km, dtype=np.float64).reshape(-1), 1.0, MAX_DISTANCE_KM)
+    if ll.shape[0] != d.shape[0] or d.size == 0:
+        raise ValueError(f"need as many errors as locations (got {d.size} and {ll.shape[0]}), at least one")
+    fig = _figure(width_px, 0.5)
+    ax = fig.add_axes(_MAP_RECT)
+    ax.set_xlim(-180, 180)
+    ax.set_ylim(-90, 90)
+    _draw_outlines(ax, 0.4)
+    order = np.argsort(d)  # the worst on top
+    points = ax.scatter(ll[order, 1], ll[order, 0], c=d[order], s=6, cmap="viridis",
+                        norm=LogNorm(vmin=1.0, vmax=MAX_DISTANCE_KM), zorder=4, linewidths=0)
+    fig.colorbar(points, cax=fig.add_axes(_CBAR_RECT), label="error distance (km)")
+    ax.set_title(title or "Error distance at each true location", fontsize=13)
     return _save_png(fig, path)
