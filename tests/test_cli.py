@@ -244,3 +244,16 @@ def test_compare_refuses_a_file_that_is_not_a_report(tmp_path, capsys):
     bad.write_text('{"hello": 1}')
     assert main(["compare", str(bad)]) == 2
     assert "not a globeflow evaluate report" in error_line(capsys)
+
+
+def test_evaluate_takes_administrative_truth_from_dataset_columns(run, tmp_path):
+    latlon, emb, _ = make_rows(20, seed=3)
+    data = tmp_path / "osv.parquet"
+    write_embeddings(data, latlon, emb, metadata={"country": ["ZZ"] * 20})  # a country no prediction can have
+    out = tmp_path / "r.json"
+    assert main(["evaluate", str(run / "run"), str(data), "--out", str(out), "--no-nll", "--num-samples", "8",
+                 "--steps", "4"]) == 0
+    m = json.loads(out.read_text())["metrics"]
+    assert m["acc_country"] == 0.0 and m["n_country"] == 20
+    assert m["admin_truth"] == {"country": "dataset columns", "region": "geocoded", "sub_region": "geocoded",
+                                "city": "geocoded"}

@@ -129,3 +129,22 @@ def test_all_masked_level_is_nan():
 def test_bad_inputs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         admin_accuracy(np.array([PARIS]), **kwargs)
+
+
+def test_keys_from_dataset_columns_match_the_geocoded_keys():
+    from globeflow.metrics_admin import admin_keys, keys_from_columns
+    from globeflow.places import reverse_geocode
+
+    pts = np.array([[48.8566, 2.3522], [-33.8688, 151.2093], [40.7128, -74.0060]])
+    places = reverse_geocode(pts)
+    columns = {"country": [p.country_code for p in places], "region": [p.admin1 for p in places],
+               "sub-region": [p.admin2 for p in places], "city": [p.name for p in places]}
+    keys = keys_from_columns(columns)
+    geocoded = admin_keys(pts)
+    for level in ("country", "region", "sub_region", "city"):
+        assert keys[level] == list(geocoded[level])
+    # A missing part masks that row at its level and every finer one; a missing column stops the levels.
+    columns["region"][1] = None
+    keys = keys_from_columns(columns)
+    assert keys["country"][1] == "AU" and keys["region"][1] is None and keys["city"][1] is None
+    assert set(keys_from_columns({"country": ["FR"], "city": ["Paris"]})) == {"country"}

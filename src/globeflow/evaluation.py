@@ -37,19 +37,25 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def predict_dataset(geolocator: Geolocator, dataset: EmbeddingDataset, *, batch_size: int = 256,
-                    progress: bool = True, **predict_kwargs: Any) -> dict[str, np.ndarray | list]:
-    """Predict every valid row; returns columns ``id``, ``lat_pred``, ``lon_pred``, ``lat``, ``lon``."""
+                    progress: bool = True, keep_columns: tuple[str, ...] = (),
+                    **predict_kwargs: Any) -> dict[str, np.ndarray | list]:
+    """Predict every valid row; returns columns ``id``, ``lat_pred``, ``lon_pred``, ``lat``, ``lon``,
+    ``error_km``, and the dataset's metadata columns named in ``keep_columns``."""
     ids: list = []
     pred, true = [], []
-    for batch, p in geolocator.predict_batches(dataset, batch_size=batch_size, progress=progress, **predict_kwargs):
+    kept: dict[str, list] = {c: [] for c in keep_columns}
+    for batch, p in geolocator.predict_batches(dataset, batch_size=batch_size, progress=progress,
+                                               metadata=bool(keep_columns), **predict_kwargs):
         ids.extend(batch.ids)
         pred.append(p)
         true.append(batch.latlon)
+        for c in keep_columns:
+            kept[c].extend(batch.metadata[c])
     if not pred:
         raise ValueError(f"{dataset.path}: no valid rows to predict")
     p, t = torch.cat(pred).double(), torch.cat(true).double()
     return {"id": ids, "lat_pred": p[:, 0].numpy(), "lon_pred": p[:, 1].numpy(), "lat": t[:, 0].numpy(),
-            "lon": t[:, 1].numpy(), "error_km": distances_km(p, t).numpy()}
+            "lon": t[:, 1].numpy(), "error_km": distances_km(p, t).numpy(), **kept}
 
 
 def log_prob_dataset(geolocator: Geolocator, dataset: EmbeddingDataset, *, batch_size: int = 1024,
@@ -151,11 +157,15 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
     geolocator = Geolocator.load(run, device=device)
     dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim)
     info = dataset.scan()
-    columns = predict_dataset(geolocator, dataset, batch_size=batch_size, progress=progress, **predict_kwargs)
+    from .metrics_admin import TRUTH_COLUMNS
+
+    truth_columns = tuple(c for names in TRUTH_COLUMNS.values() for c in names if c in dataset.metadata_columns)
+    columns = predict_dataset(geolocator, dataset, batch_size=batch_size, progress=progress,
+                              keep_columns=truth_columns, **predict_kwargs)
     pred = torch.from_numpy(np.stack((columns["lat_pred"], columns["lon_pred"]), -1))
     true = torch.from_numpy(np.stack((columns["lat"], columns["lon"]), -1))
     metrics = point_metrics(pred, true)
-    metrics.update(_place_metrics(pred.numpy(), true.numpy()))
+    metrics.update(_place_metrics(pred.numpy(), true.numpy(), {c: columns[c] for c in truth_columns}))
     metrics["skipped_rows"] = info.num_skipped
     metrics["nll"], metrics["nll_units"] = None, "nats/sr"
     calibration: dict[str, Any] | None = None
@@ -196,13 +206,17 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
     return report
 
 
-def _place_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
-    """Administrative accuracy (truth geocoded like the predictions) and the precision / recall /
-    density / coverage of the predicted location set against the true one (k = 3)."""
-    from .metrics_admin import admin_accuracy
+def _place_metrics(pred: np.ndarray, true: np.ndarray, truth_columns: dict[str, list]) -> dict[str, Any]:
+    """Administrative accuracy (ground truth from the dataset's country / region / sub-region / city
+    columns where present, else the truth geocoded like the predictions) and the precision / recall
+    / density / coverage of the predicted location set against the true one (k = 3)."""
+    from .metrics_admin import admin_accuracy, keys_from_columns
     from .metrics_sets import prdc
 
-    out: dict[str, Any] = dict(admin_accuracy(pred, true))
+    given = keys_from_columns(truth_columns)
+    out: dict[str, Any] = dict(admin_accuracy(pred, true, true_keys=given or None))
+    out["admin_truth"] = {level: "dataset columns" if level in given else "geocoded" for level in
+                          ("country", "region", "sub_region", "city")}
     out.pop("n", None)
     if len(true) > 3:
         sets = prdc(pred, true, k=3)

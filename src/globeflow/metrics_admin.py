@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from .places import reverse_geocode
 
-__all__ = ["ADMIN_LEVELS", "INVALID_KEY", "admin_keys", "admin_accuracy"]
+__all__ = ["TRUTH_COLUMNS", "keys_from_columns", "ADMIN_LEVELS", "INVALID_KEY", "admin_keys", "admin_accuracy"]
 
 ADMIN_LEVELS = ("country", "region", "sub_region", "city")
 INVALID_KEY = ""
@@ -72,6 +73,36 @@ def admin_keys(latlon: np.ndarray) -> dict[str, np.ndarray]:
         keys["sub_region"][i] = _SEPARATOR.join((admin2, admin1, cc))
         keys["city"][i] = _SEPARATOR.join((p.name, admin2, admin1, cc))
     return {level: k.astype(str) for level, k in keys.items()}
+
+
+#: Dataset columns that hold ground-truth areas (OSV-5M names; ``sub_region`` also accepted).
+TRUTH_COLUMNS = {"country": ("country",), "region": ("region",), "sub_region": ("sub-region", "sub_region"),
+                 "city": ("city",)}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def keys_from_columns(columns: Mapping[str, Sequence[Any]]) -> dict[str, list[str | None]]:
+    """Ground-truth keys from dataset columns (OSV-5M's ``country``, ``region``, ``sub-region``,
+    ``city``, themselves GeoNames names), joined like :func:`admin_keys` so that they compare equal.
+
+    A level is returned only when its column and those of the coarser levels are present. A row gets
+    ``None`` at a level (masked out of that level's accuracy) when its value or a coarser one is
+    missing (None or NaN); an empty string is an empty part, as in :func:`admin_keys` (GeoNames
+    leaves admin2 empty in many countries, and both sides then carry the same empty part).
+    """
+    found = {level: next((columns[c] for c in names if c in columns), None) for level, names in TRUTH_COLUMNS.items()}
+    out: dict[str, list[str | None]] = {}
+    parts: list[Sequence[Any]] = []
+    for level in ADMIN_LEVELS:
+        if found[level] is None:
+            break
+        parts.insert(0, found[level])  # finer parts first: "city, sub-region, region, cc"
+        out[level] = [None if any(_missing(v) for v in row) else _SEPARATOR.join(str(v) for v in row)
+                      for row in zip(*parts)]
+    return out
 
 
 def _present(values: Sequence[str | None], n: int, level: str) -> tuple[np.ndarray, np.ndarray]:
