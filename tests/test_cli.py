@@ -257,3 +257,31 @@ def test_evaluate_takes_administrative_truth_from_dataset_columns(run, tmp_path)
     assert m["acc_country"] == 0.0 and m["n_country"] == 20
     assert m["admin_truth"] == {"country": "dataset columns", "region": "geocoded", "sub_region": "geocoded",
                                 "city": "geocoded"}
+
+
+def test_baselines_share_the_report_format_and_have_closed_form_answers(run, tmp_path, capsys):
+    import math
+
+    # Retrieving from the evaluation set itself: every row finds itself, error 0.
+    own = tmp_path / "self.json"
+    assert main(["baseline", "knn", str(run / "test.parquet"), "--train", str(run / "test.parquet"),
+                 "--out", str(own)]) == 0
+    m = json.loads(own.read_text())["metrics"]
+    assert m["geoscore"] == pytest.approx(5000.0) and m["acc_1km"] == 1.0 and m["acc_city"] == 1.0
+    assert m["nll"] is None and "no density" in m["nll_note"]
+    # Uniform guessing: E[5000 exp(-d/s)] over uniform d on the sphere = 2500 (1 + e^{-pi a}) / (1 + a^2),
+    # a = R / s (about 130); 2,000 rows give a standard error of ~8.
+    uni = tmp_path / "uniform.json"
+    assert main(["baseline", "uniform", str(run / "train.parquet"), "--out", str(uni)]) == 0
+    a = 6371.0 / 1492.7
+    expected = 2500 * (1 + math.exp(-math.pi * a)) / (1 + a * a)
+    assert json.loads(uni.read_text())["metrics"]["geoscore"] == pytest.approx(expected, abs=32)
+    knn10 = tmp_path / "knn10.json"
+    assert main(["baseline", "knn", str(run / "test.parquet"), "--train", str(run / "train.parquet"), "--k", "10",
+                 "--out", str(knn10)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(own), str(knn10), str(uni)]) == 0
+    table = capsys.readouterr().out
+    assert "different datasets" in table  # uniform was scored on train.parquet
+    assert main(["baseline", "knn", str(run / "test.parquet"), "--out", str(knn10)]) == 2
+    assert "needs --train" in error_line(capsys)

@@ -144,6 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--device", default=None)
     em.add_argument("--no-progress", action="store_true")
 
+    bl = sub.add_parser("baseline", help="evaluate a baseline (knn retrieval, uniform guessing) with evaluate's "
+                                         "harness and report")
+    bl.add_argument("kind", choices=("knn", "uniform"))
+    bl.add_argument("data", help="labelled embedding dataset to evaluate on")
+    bl.add_argument("--out", required=True, help="report JSON path (also .md and error pictures beside it)")
+    bl.add_argument("--train", default=None, help="labelled embedding dataset to retrieve from (knn)")
+    bl.add_argument("--k", type=int, default=1, help="neighbours: 1, or the spherical mean of k (default 1)")
+    bl.add_argument("--seed", type=int, default=0)
+    bl.add_argument("--skip-invalid", action="store_true")
+
     cp = sub.add_parser("compare", help="one table across evaluate reports (GeoScore, distances, accuracies, NLL)")
     cp.add_argument("reports", nargs="+", help="report JSON files written by globeflow evaluate")
     cp.add_argument("--out", default=None, help="also write the table to this Markdown file")
@@ -274,6 +284,14 @@ def _cmd_embed(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_baseline(a: argparse.Namespace) -> int:
+    from .baselines.evaluate import baseline_to_file
+
+    report = baseline_to_file(a.kind, a.data, a.out, train=a.train, k=a.k, seed=a.seed, skip_invalid=a.skip_invalid)
+    print(json.dumps({k: v for k, v in report["metrics"].items() if not isinstance(v, dict)}, indent=2))
+    return 0
+
+
 def _cmd_compare(a: argparse.Namespace) -> int:
     from .evaluation import compare_reports
 
@@ -299,7 +317,7 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "log-prob": _cmd_log_prob,
-            "map": _cmd_map, "embed": _cmd_embed, "compare": _cmd_compare,
+            "map": _cmd_map, "embed": _cmd_embed, "baseline": _cmd_baseline, "compare": _cmd_compare,
             "demo": _cmd_demo}
 
 

@@ -23,7 +23,8 @@ from .data import EmbeddingDataset
 from .metrics import distances_km, point_metrics
 
 __all__ = ["predict_dataset", "predict_to_file", "evaluate_to_file", "log_prob_dataset", "log_prob_to_file",
-           "density_dataset", "file_sha256", "markdown_table", "compare_reports", "TABLE_COLUMNS"]
+           "density_dataset", "file_sha256", "markdown_table", "compare_reports", "TABLE_COLUMNS",
+           "point_and_place_metrics", "write_point_report"]
 
 OUTPUT_FORMATS = (".parquet", ".csv")
 
@@ -164,8 +165,7 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
                               keep_columns=truth_columns, **predict_kwargs)
     pred = torch.from_numpy(np.stack((columns["lat_pred"], columns["lon_pred"]), -1))
     true = torch.from_numpy(np.stack((columns["lat"], columns["lon"]), -1))
-    metrics = point_metrics(pred, true)
-    metrics.update(_place_metrics(pred.numpy(), true.numpy(), {c: columns[c] for c in truth_columns}))
+    metrics = point_and_place_metrics(pred.numpy(), true.numpy(), {c: columns[c] for c in truth_columns})
     metrics["skipped_rows"] = info.num_skipped
     metrics["nll"], metrics["nll_units"] = None, "nats/sr"
     calibration: dict[str, Any] | None = None
@@ -203,6 +203,29 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
     report["pictures"] = _error_pictures(out, pred.numpy(), true.numpy(), Path(str(run)).name)
     atomic_write_text(out, json.dumps(report, indent=2))
     atomic_write_text(out.with_suffix(".md"), markdown_table([report], [Path(str(run)).name]) + "\n")
+    return report
+
+
+def point_and_place_metrics(pred: np.ndarray, true: np.ndarray, truth_columns: dict[str, list] | None = None
+                            ) -> dict[str, Any]:
+    """Every metric of a point prediction ``pred (N, 2)`` against ``true (N, 2)``: distances,
+    GeoScore and accuracies, administrative accuracy, set precision / recall / density / coverage."""
+    metrics = point_metrics(torch.from_numpy(pred), torch.from_numpy(true))
+    metrics.update(_place_metrics(pred, true, truth_columns or {}))
+    return metrics
+
+
+def write_point_report(out: Path, name: str, pred: np.ndarray, true: np.ndarray, provenance: dict[str, Any], *,
+                       t0: float, nll_note: str) -> dict[str, Any]:
+    """The ``evaluate`` report of predictions without a density (baselines): JSON, Markdown, pictures."""
+    metrics = point_and_place_metrics(pred, true)
+    metrics.update(nll=None, nll_units="nats/sr", nll_note=nll_note, calibration={"note": nll_note})
+    report = {"metrics": metrics, **provenance}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report["pictures"] = _error_pictures(out, pred, true, name)
+    report["seconds"] = round(time.time() - t0, 2)
+    atomic_write_text(out, json.dumps(report, indent=2))
+    atomic_write_text(out.with_suffix(".md"), markdown_table([report], [name]) + "\n")
     return report
 
 
