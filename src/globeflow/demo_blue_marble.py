@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .api import Geolocator
+from .baselines.evaluate import uniform_guesses
 from .checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
 from .data import write_embeddings
 from .embedding import MANIFEST_NAME
@@ -104,19 +105,11 @@ def _build_data(folder: Path, splits: BlueMarbleSplits, config: BlueMarbleDemoCo
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import pyarrow.parquet as pq
+    """``(latlon (N, 2), embeddings (N, D))`` of a demo dataset file."""
+    from .baselines.evaluate import read_arrays
 
-    t = pq.read_table(path)
-    latlon = np.stack([t["lat"].to_numpy(), t["lon"].to_numpy()], 1)
-    emb = np.stack(t["embedding"].to_numpy(zero_copy_only=False)).astype(np.float32)
+    latlon, emb, _, _ = read_arrays(path)
     return latlon, emb
-
-
-def _uniform_guesses(n: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    z = torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1
-    lon = torch.rand(n, generator=g, dtype=torch.float64) * 360 - 180
-    return torch.stack((torch.rad2deg(torch.asin(z)), lon), 1)
 
 
 def _evaluate(geolocator: Geolocator, knn: Any, latlon: np.ndarray, emb: np.ndarray,
@@ -133,7 +126,7 @@ def _evaluate(geolocator: Geolocator, knn: Any, latlon: np.ndarray, emb: np.ndar
     for k in (1, 10):
         rows[f"nearest neighbours, k = {k}" + (" (spherical mean)" if k > 1 else "")] = point_metrics(
             torch.from_numpy(knn.predict(emb, k)), truth)
-    rows["uniform random guess"] = point_metrics(_uniform_guesses(len(latlon), 7), truth)
+    rows["uniform random guess"] = point_metrics(torch.from_numpy(uniform_guesses(len(latlon), 7)), truth)
     lp = geolocator.log_prob(e, truth, steps=16)
     return {"rows": len(latlon), "metrics": rows, "nll": float(-lp.mean()), "nll_stderr": float(lp.std() / math.sqrt(len(lp))),
             "uniform_nll": math.log(4 * math.pi), "seconds_rfm_points": seconds}
@@ -165,7 +158,7 @@ def _maps(geolocator: Geolocator, latlon: np.ndarray, emb: np.ndarray, config: B
     from .answers import AnswerConfig, answer_images
     from .checkpoint import atomic_write
     from .density import MapConfig
-    from .mapping import _write_row
+    from .mapping import write_row
 
     pick = np.linspace(0, len(latlon) - 1, config.maps).astype(int)
     answers = answer_images(geolocator, emb[pick], truth=latlon[pick],
@@ -173,7 +166,7 @@ def _maps(geolocator: Geolocator, latlon: np.ndarray, emb: np.ndarray, config: B
     names = []
     for i, (report, dmap) in zip(pick, answers):
         stem = f"unseen-{i:05d}"
-        _write_row(folder, stem, stem, report, dmap, (0.5, 0.9, 0.95))
+        write_row(folder, stem, stem, report, dmap, (0.5, 0.9, 0.95))
         patch = patches_for(latlon[i:i + 1], config.task)[0]
         atomic_write(folder / f"{stem}-patch.png", lambda tmp: Image.fromarray(patch).resize((256, 256)).save(tmp, "PNG"))
         names.append(stem)

@@ -24,7 +24,7 @@ from .metrics import distances_km, point_metrics
 
 __all__ = ["predict_dataset", "predict_to_file", "evaluate_to_file", "log_prob_dataset", "log_prob_to_file",
            "density_dataset", "file_sha256", "markdown_table", "compare_reports", "TABLE_COLUMNS",
-           "point_and_place_metrics", "write_point_report"]
+           "point_and_place_metrics", "write_point_report", "write_table"]
 
 OUTPUT_FORMATS = (".parquet", ".csv")
 
@@ -105,12 +105,13 @@ def log_prob_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
                                **log_prob_kwargs)
     unit = "nats/sr" if units == "sr" else "nats/km2"
     columns["units"] = [unit] * len(columns["id"])
-    _write_table(columns, out)
+    write_table(columns, out)
     return {"out": str(out), "rows": len(columns["id"]), "units": unit, "skipped_rows": info.num_skipped,
             "mean_log_prob": float(np.mean(columns["log_prob"]))}
 
 
-def _write_table(columns: dict[str, Any], out: Path) -> None:
+def write_table(columns: dict[str, Any], out: Path) -> None:
+    """Columns of equal length -> ``out`` as Parquet or CSV (by suffix), written atomically."""
     table = pa.table({k: (pa.array([str(i) for i in v]) if k == "id" else pa.array(v)) for k, v in columns.items()})
     if out.suffix == ".parquet":
         atomic_write(out, lambda tmp: pq.write_table(table, tmp))
@@ -134,7 +135,7 @@ def predict_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str | 
     dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim)
     info = dataset.scan()
     columns = predict_dataset(geolocator, dataset, batch_size=batch_size, progress=progress, **predict_kwargs)
-    _write_table(columns, out)
+    write_table(columns, out)
     return {"out": str(out), "rows": len(columns["id"]), "skipped_rows": info.num_skipped,
             "skipped_examples": list(info.skipped_examples)}
 
@@ -199,11 +200,7 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
         "data": info.to_dict(),
         "seconds": round(time.time() - t0, 2),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report["pictures"] = _error_pictures(out, pred.numpy(), true.numpy(), Path(str(run)).name)
-    atomic_write_text(out, json.dumps(report, indent=2))
-    atomic_write_text(out.with_suffix(".md"), markdown_table([report], [Path(str(run)).name]) + "\n")
-    return report
+    return _write_report(out, Path(str(run)).name, report, pred.numpy(), true.numpy())
 
 
 def point_and_place_metrics(pred: np.ndarray, true: np.ndarray, truth_columns: dict[str, list] | None = None
@@ -220,10 +217,14 @@ def write_point_report(out: Path, name: str, pred: np.ndarray, true: np.ndarray,
     """The ``evaluate`` report of predictions without a density (baselines): JSON, Markdown, pictures."""
     metrics = point_and_place_metrics(pred, true)
     metrics.update(nll=None, nll_units="nats/sr", nll_note=nll_note, calibration={"note": nll_note})
-    report = {"metrics": metrics, **provenance}
+    report = {"metrics": metrics, **provenance, "seconds": round(time.time() - t0, 2)}
+    return _write_report(out, name, report, pred, true)
+
+
+def _write_report(out: Path, name: str, report: dict[str, Any], pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
+    """Error pictures beside ``out``, then the report as JSON and as a one-row Markdown table."""
     out.parent.mkdir(parents=True, exist_ok=True)
     report["pictures"] = _error_pictures(out, pred, true, name)
-    report["seconds"] = round(time.time() - t0, 2)
     atomic_write_text(out, json.dumps(report, indent=2))
     atomic_write_text(out.with_suffix(".md"), markdown_table([report], [name]) + "\n")
     return report

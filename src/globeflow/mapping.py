@@ -27,7 +27,7 @@ from .api import Geolocator
 from .checkpoint import atomic_write_text
 from .data import EmbeddingDataset
 
-__all__ = ["map_to_dir", "row_stem"]
+__all__ = ["map_to_dir", "row_stem", "write_row"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -48,7 +48,8 @@ def _label(mode: dict) -> str:
     return f"{name} ({100 * mode['probability']:.0f}%)"
 
 
-def _write_row(out: Path, stem: str, row_id: Any, report: dict, dmap, levels: tuple[float, ...]) -> None:
+def write_row(out: Path, stem: str, row_id: Any, report: dict, dmap, levels: tuple[float, ...]) -> None:
+    """One row's map PNG, HEALPix ``.npz``, credible-region GeoJSON and, last, its answer JSON."""
     from .plotting import density_map_png
 
     report = {"id": str(row_id), **report}
@@ -134,7 +135,7 @@ def map_to_dir(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
             results = answer_images(geolocator, batch.embedding[idx], truth=batch.latlon[idx].numpy(),
                                     config=config, seed=seed + i)
             for j, (report, dmap) in zip(todo, results):
-                _write_row(out, row_stem(batch.ids[j]), batch.ids[j], report, dmap, config.levels)
+                write_row(out, row_stem(batch.ids[j]), batch.ids[j], report, dmap, config.levels)
                 written += 1
         if bar is not None:
             bar.update(keep)

@@ -62,8 +62,12 @@ def _sample_answers(geolocator: Geolocator, emb: torch.Tensor, config: AnswerCon
     """Answers of a model without a density: best guess and country probabilities of samples."""
     from . import places
 
+    from . import geometry as geo
+    from .points import best_expected_geoscore
+
     latlon = geolocator.sample(emb, config.num_samples, cfg=config.guidance, seed=seed)
-    best = geolocator.predict(emb, num_samples=config.num_samples, seed=seed)
+    # The point estimate of ``predict`` (best expected GeoScore), from these samples, not a new set.
+    best = geo.xyz_to_latlon(best_expected_geoscore(geo.latlon_to_xyz(latlon.double())))
     return [{"best_guess": {"lat": float(b[0]), "lon": float(b[1]),
                             "method": "highest expected GeoScore among samples"},
              "countries": places.area_probabilities(ll.numpy(), "country", top=config.top_areas)}
@@ -75,7 +79,7 @@ def photo_rows(geolocator: Geolocator, encoder: Any, records: Sequence[Any], *, 
                progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[str, str]]]:
     """``(flat rows, full reports, skipped [(source, reason)])`` for image records, in order."""
     from .embedding import embed_records
-    from .mapping import _write_row, row_stem
+    from .mapping import row_stem, write_row
 
     rows, reports, skipped = [], [], []
     bar = None
@@ -101,7 +105,7 @@ def photo_rows(geolocator: Geolocator, encoder: Any, records: Sequence[Any], *, 
                     rows.append({**meta, **_flat(report, config.top_k)})
                     reports.append({**meta, **report})
                     if maps_dir is not None and dmap is not None:
-                        _write_row(maps_dir, row_stem(rec.id), rec.id, report, dmap, config.levels)
+                        write_row(maps_dir, row_stem(rec.id), rec.id, report, dmap, config.levels)
             if bar is not None:
                 bar.update(len(part))
     finally:
@@ -153,8 +157,8 @@ def predict_photos_to_file(run: str | os.PathLike, images: str | os.PathLike | S
     if out.suffix == ".geojson":
         atomic_write_text(out, json.dumps(_geojson(reports), allow_nan=False))
     else:
-        from .evaluation import _write_table
+        from .evaluation import write_table
         columns = {k: [r.get(k, float("nan")) for r in rows] for k in rows[0]} if rows else {"id": []}
-        _write_table(columns, out)
+        write_table(columns, out)
     return {"out": str(out), "photos": len(rows), "skipped_images": len(skipped) + len(source.skipped),
             "skipped_list": skipped + list(source.skipped), "encoder": name, "seconds": round(time.time() - t0, 1)}

@@ -18,7 +18,7 @@ import torch
 from ..data import EmbeddingDataset
 from .knn import KNNGeolocator
 
-__all__ = ["BASELINES", "read_arrays", "baseline_predictions", "baseline_to_file"]
+__all__ = ["BASELINES", "read_arrays", "uniform_guesses", "baseline_predictions", "baseline_to_file"]
 
 BASELINES = ("knn", "uniform")
 
@@ -38,6 +38,14 @@ def read_arrays(path: str | os.PathLike, *, skip_invalid: bool = False,
     return np.concatenate(latlon), np.concatenate(emb), ids, info
 
 
+def uniform_guesses(n: int, seed: int) -> np.ndarray:
+    """``(n, 2)`` degrees, area-uniform on the sphere (``sin lat`` and ``lon`` uniform), seeded."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1
+    lon = torch.rand(n, generator=g, dtype=torch.float64) * 360 - 180
+    return torch.stack((torch.rad2deg(torch.asin(z)), lon), 1).numpy()
+
+
 def baseline_predictions(kind: str, test_emb: np.ndarray, *, train: tuple[np.ndarray, np.ndarray] | None = None,
                          k: int = 1, seed: int = 0) -> np.ndarray:
     """``(N, 2)`` degrees: ``knn`` (``train = (latlon, embeddings)``; k = 1, or the spherical mean of
@@ -47,11 +55,7 @@ def baseline_predictions(kind: str, test_emb: np.ndarray, *, train: tuple[np.nda
             raise ValueError("the knn baseline needs --train (a labelled embedding dataset)")
         return KNNGeolocator(train[1], train[0]).predict(test_emb, k)
     if kind == "uniform":
-        g = torch.Generator().manual_seed(seed)
-        n = len(test_emb)
-        z = torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1
-        lon = torch.rand(n, generator=g, dtype=torch.float64) * 360 - 180
-        return torch.stack((torch.rad2deg(torch.asin(z)), lon), 1).numpy()
+        return uniform_guesses(len(test_emb), seed)
     raise ValueError(f"unknown baseline {kind!r}; expected one of {', '.join(BASELINES)}")
 
 
