@@ -1,6 +1,6 @@
 """globeflow: where on Earth was this photo taken, as a probability distribution over the globe."""
 
-from .api import POINT_STRATEGIES, Geolocator
+from .api import POINT_STRATEGIES, Geolocator, load_locator
 from .models import DEFAULT_SAMPLER, GeoFlowModel, ModelConfig, SamplerConfig
 from .network import GeoAdaLNMLP, NetworkConfig
 from .schedules import Schedule, ScheduleConfig
@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Geolocator",
+    "load_locator",
     "POINT_STRATEGIES",
     "GeoFlowModel",
     "ModelConfig",

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from . import geometry as geo
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .data import Batch, EmbeddingDataset
 from .density import DensityMap, MapConfig, refine_map
 from .likelihood import KM2_OFFSET, ModelField, log_prob_ode, sample_log_prob_ode
@@ -26,7 +26,7 @@ from .models import GeoFlowModel, ModelConfig, SamplerConfig
 from .points import best_expected_geoscore
 from .training import resolve_device
 
-__all__ = ["Geolocator", "PointStrategy", "POINT_STRATEGIES"]
+__all__ = ["Locator", "Geolocator", "load_locator", "load_weights", "PointStrategy", "POINT_STRATEGIES"]
 
 PointStrategy = Literal["geoscore", "mode", "grid", "single"]
 POINT_STRATEGIES = ("geoscore", "mode", "grid", "single")
@@ -35,55 +35,53 @@ POINT_STRATEGIES = ("geoscore", "mode", "grid", "single")
 _POINTS_PER_CALL = 8192
 
 
-class Geolocator:
-    """A trained generative geolocator on one device.
+class Locator:
+    """What every trained model's facade shares: the device, checked embeddings, seeded generators,
+    streaming over a dataset. :class:`Geolocator` (flow models) and
+    :class:`~globeflow.baselines.locator.DirectGeolocator` (trained baselines) build on it."""
 
-    Args:
-        model: the model (its weights are used as they are: load EMA weights for inference).
-        device: ``None``/``"auto"`` for CUDA when available, else CPU.
-    """
+    #: What a checkpoint of this facade holds: a config class with ``from_dict`` and the model class
+    #: built from it (with its weights in ``.network``). Set by each subclass.
+    config_class: Any
+    model_class: Any
 
-    def __init__(self, model: GeoFlowModel, device: str | torch.device | None = None, encoder: str | None = None):
+    def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None, encoder: str | None = None):
         self.device = resolve_device(str(device) if device is not None else None)
         self.model = model.to(self.device).eval().requires_grad_(False)
         #: Name of the image encoder whose embeddings the model was trained on (None: unknown).
         self.encoder = encoder
 
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device | None = None):
+        """Build the model a loaded checkpoint describes, with its inference (EMA) weights."""
+        try:
+            config = cls.config_class.from_dict(ckpt.meta["model_config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{ckpt.path}: invalid model config in checkpoint: {e}") from None
+        model = cls.model_class(config)
+        load_weights(ckpt, model.network)
+        return cls(model, device, encoder=(ckpt.meta.get("extra") or {}).get("encoder"))
+
     @property
-    def config(self) -> ModelConfig:
+    def config(self):
         return self.model.config
 
     @property
     def embedding_dim(self) -> int:
         return self.model.cond_dim
 
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Geolocator":
-        """Load a run directory or checkpoint file (EMA weights when present)."""
-        ckpt = load_checkpoint(path, prefixes=("ema", "model"))
-        try:
-            config = ModelConfig.from_dict(ckpt.meta["model_config"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{ckpt.path}: invalid model config in checkpoint: {e}") from None
-        model = GeoFlowModel(config)
-        weights = ckpt.weights()
-        result = model.network.load_state_dict(weights, strict=False)
-        problems = []
-        if result.missing_keys:
-            problems.append(f"missing {', '.join(result.missing_keys[:5])}")
-        if result.unexpected_keys:
-            problems.append(f"unexpected {', '.join(result.unexpected_keys[:5])}")
-        if problems:
-            raise CheckpointError(f"{ckpt.path}: weights do not match the model config ({'; '.join(problems)})")
-        return cls(model, device, encoder=(ckpt.meta.get("extra") or {}).get("encoder"))
+    @property
+    def has_density(self) -> bool:
+        raise NotImplementedError
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write an inference checkpoint (weights + config) to a directory or file path."""
-        p = Path(path)
-        if p.suffix != ".safetensors":
-            p = p / CHECKPOINT_NAME
-        tensors = {f"ema.{k}": v for k, v in self.model.network.state_dict().items()}
-        return save_checkpoint(p, tensors, model_config=self.config.to_dict(), extra={"encoder": self.encoder})
+    def require_density(self) -> None:
+        """Raise ``ValueError`` unless the model has an exact, normalised density on the sphere."""
+        if not self.has_density:
+            raise ValueError(f"no exact log-density on the sphere for a {self.config.kind} model: "
+                             f"{self._no_density_reason()}")
+
+    def _no_density_reason(self) -> str:
+        return "it has no density"
 
     def _generator(self, seed: int | None) -> torch.Generator | None:
         """A generator on the model's device seeded with ``seed`` (``None``: fresh randomness)."""
@@ -99,6 +97,89 @@ class Geolocator:
         if not torch.isfinite(emb).all():
             raise ValueError("embeddings contain NaN or infinite values")
         return emb.to(self.device, torch.float32)
+
+    def _latlon(self, latlon: Tensor | np.ndarray, rows: int) -> Tensor:
+        """Checked ``(rows, 2)`` degrees as float64 (CPU)."""
+        ll = torch.as_tensor(np.asarray(latlon) if not isinstance(latlon, Tensor) else latlon, dtype=torch.float64)
+        if ll.shape != (rows, 2) or not valid_latlon(ll).all():
+            raise ValueError(f"latlon must be ({rows}, 2) finite degrees in range, got shape {tuple(ll.shape)}")
+        return ll
+
+    def predict(self, embeddings: Tensor | np.ndarray, **kwargs) -> Tensor:
+        raise NotImplementedError
+
+    def predict_batches(self, dataset: EmbeddingDataset, *, batch_size: int = 256, progress: bool = False,
+                        metadata: bool = False, **predict_kwargs) -> Iterator[tuple[Batch, Tensor]]:
+        """Stream ``(batch, predictions (B, 2))`` over a dataset; seeds differ per batch, reproducibly."""
+        seed = predict_kwargs.pop("seed", 0)
+        for i, batch in enumerate(dataset.iter_batches(batch_size, metadata=metadata, progress=progress)):
+            s = None if seed is None else seed + i
+            yield batch, self.predict(batch.embedding, seed=s, **predict_kwargs)
+
+
+def load_weights(ckpt: Checkpoint, network: torch.nn.Module) -> None:
+    """Load a checkpoint's inference weights into ``network``; a clear error when they do not fit."""
+    result = network.load_state_dict(ckpt.weights(), strict=False)
+    problems = []
+    if result.missing_keys:
+        problems.append(f"missing {', '.join(result.missing_keys[:5])}")
+    if result.unexpected_keys:
+        problems.append(f"unexpected {', '.join(result.unexpected_keys[:5])}")
+    if problems:
+        raise CheckpointError(f"{ckpt.path}: weights do not match the model config ({'; '.join(problems)})")
+
+
+def load_locator(path: str | os.PathLike, device: str | torch.device | None = None) -> "Locator":
+    """Load any trained model: a :class:`Geolocator` for flow models (rfm, fm, diffusion), a
+    :class:`~globeflow.baselines.locator.DirectGeolocator` for trained baselines (vmf, ...)."""
+    from .baselines.direct import HEAD_KINDS
+
+    ckpt = load_checkpoint(path, prefixes=("ema", "model"))
+    if (ckpt.meta.get("model_config") or {}).get("kind") in HEAD_KINDS:
+        from .baselines.locator import DirectGeolocator
+
+        return DirectGeolocator.from_checkpoint(ckpt, device)
+    return Geolocator.from_checkpoint(ckpt, device)
+
+
+class Geolocator(Locator):
+    """A trained generative geolocator on one device.
+
+    Args:
+        model: the model (its weights are used as they are: load EMA weights for inference).
+        device: ``None``/``"auto"`` for CUDA when available, else CPU.
+    """
+
+    model: GeoFlowModel
+    config_class, model_class = ModelConfig, GeoFlowModel
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Geolocator":
+        """Load a run directory or checkpoint file (EMA weights when present)."""
+        return cls.from_checkpoint(load_checkpoint(path, prefixes=("ema", "model")), device)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device | None = None) -> "Geolocator":
+        from .baselines.direct import HEAD_KINDS
+
+        kind = (ckpt.meta.get("model_config") or {}).get("kind")
+        if kind in HEAD_KINDS:
+            raise CheckpointError(f"{ckpt.path}: a {kind} baseline, not a flow model; predict, evaluate and "
+                                  "log-prob accept it (globeflow.api.load_locator loads it in Python), photo "
+                                  "answers and maps need a flow model")
+        return super().from_checkpoint(ckpt, device)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write an inference checkpoint (weights + config) to a directory or file path."""
+        p = Path(path)
+        if p.suffix != ".safetensors":
+            p = p / CHECKPOINT_NAME
+        tensors = {f"ema.{k}": v for k, v in self.model.network.state_dict().items()}
+        return save_checkpoint(p, tensors, model_config=self.config.to_dict(), extra={"encoder": self.encoder})
 
     def sampler(self, steps: int | None = None, cfg: float | None = None, method: str | None = None,
                 step: str | None = None) -> SamplerConfig:
@@ -168,12 +249,9 @@ class Geolocator:
         """Whether the model has an exact, normalised density on the sphere (rfm models)."""
         return self.config.kind == "rfm"
 
-    def require_density(self) -> None:
-        """Raise ``ValueError`` unless the model has an exact, normalised density on the sphere."""
-        if not self.has_density:
-            raise ValueError(f"exact log-densities on the sphere need an rfm model; this is a {self.config.kind} "
-                             "model, whose density lives in R^3 (its restriction to the sphere is not a "
-                             "normalised density), so none is computed")
+    def _no_density_reason(self) -> str:
+        return ("its density lives in R^3 (its restriction to the sphere is not a normalised density); "
+                "exact log-densities on the sphere need an rfm model")
 
     def log_prob(self, embeddings: Tensor | np.ndarray, latlon: Tensor | np.ndarray, *, steps: int = 16,
                  method: str = "rk4", cfg: float = 0.0, divergence: str = "exact", units: str = "sr",
@@ -192,9 +270,7 @@ class Geolocator:
         """
         self._check_likelihood_args(units)
         emb = self._embeddings(embeddings)
-        ll = torch.as_tensor(np.asarray(latlon) if not isinstance(latlon, Tensor) else latlon, dtype=torch.float64)
-        if ll.shape != (emb.shape[0], 2) or not valid_latlon(ll).all():
-            raise ValueError(f"latlon must be ({emb.shape[0]}, 2) finite degrees in range, got shape {tuple(ll.shape)}")
+        ll = self._latlon(latlon, emb.shape[0])
         x = geo.latlon_to_xyz(ll).to(self.device, torch.float32)
         gen = self._generator(seed)
         grid = self.model.schedule.sampling_grid(steps, device=self.device)
@@ -281,11 +357,3 @@ class Geolocator:
             maps += refine_map(fn, e.shape[0], config, samples=None if seeds is None else seeds[i:i + images],
                                progress=progress)
         return maps
-
-    def predict_batches(self, dataset: EmbeddingDataset, *, batch_size: int = 256, progress: bool = False,
-                        metadata: bool = False, **predict_kwargs) -> Iterator[tuple[Batch, Tensor]]:
-        """Stream ``(batch, predictions (B, 2))`` over a dataset; seeds differ per batch, reproducibly."""
-        seed = predict_kwargs.pop("seed", 0)
-        for i, batch in enumerate(dataset.iter_batches(batch_size, metadata=metadata, progress=progress)):
-            s = None if seed is None else seed + i
-            yield batch, self.predict(batch.embedding, seed=s, **predict_kwargs)

@@ -33,6 +33,7 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .baselines.direct import HEAD_KINDS
     from .training import TrainConfig
 
     d = TrainConfig()
@@ -43,8 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("data", help="Parquet file or folder with lat, lon, embedding columns")
     t.add_argument("--out", required=True, help="run directory for checkpoints and logs")
     t.add_argument("--val", default=None, help="validation embedding dataset")
-    t.add_argument("--model", choices=("rfm", "fm", "diffusion"), default="rfm",
-                   help="rfm: flow matching on the sphere (default); fm: flow matching in R^3; diffusion: DDPM/DDIM in R^3")
+    t.add_argument("--model", choices=("rfm", "fm", "diffusion") + HEAD_KINDS, default="rfm",
+                   help="rfm: flow matching on the sphere (default); fm: flow matching in R^3; diffusion: DDPM/DDIM "
+                        "in R^3; baselines with the same backbone: vmf (von Mises-Fisher regression), vmf-mixture, "
+                        "geocell (HEALPix classification), regression (a unit vector, no density)")
+    t.add_argument("--components", type=int, default=3, help="vmf-mixture components (default 3)")
+    t.add_argument("--nside", type=int, default=16, help="geocell HEALPix nside: 12 nside^2 cells (default 16: "
+                                                          "3,072 cells of ~400 km)")
+    t.add_argument("--label-tau-km", type=float, default=None,
+                   help="geocell label smoothing length in km (default: half the cell size)")
     t.add_argument("--dim", type=int, default=256, help="network width (default 256)")
     t.add_argument("--depth", type=int, default=6, help="number of residual blocks (default 6)")
     t.add_argument("--cond-drop", type=float, default=0.1, help="guidance dropout probability (default 0.1)")
@@ -179,7 +187,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
                          skip_invalid=a.skip_invalid)
     result = train(a.data, a.out, kind=a.model, network={"dim": a.dim, "depth": a.depth}, config=config,
                    val_data=a.val, resume=a.resume, device=a.device, progress=not a.no_progress,
-                   cond_drop=a.cond_drop, emb_dropout=a.emb_dropout)
+                   cond_drop=a.cond_drop, emb_dropout=a.emb_dropout,
+                   head={"components": a.components, "nside": a.nside, "label_tau_km": a.label_tau_km})
     if os.environ.get("RANK", "0") != "0":
         return 0  # one summary per run, from the process that wrote the checkpoint
     print(json.dumps({"run_dir": str(result.run_dir), "step": result.step, "final_loss": result.final_loss,

@@ -16,7 +16,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
 
-from .api import Geolocator
+from .api import Geolocator, Locator, load_locator
 from .calibration import calibration_summary, hpd_ranks
 from .checkpoint import atomic_write, atomic_write_text, resolve_checkpoint
 from .data import EmbeddingDataset
@@ -37,7 +37,7 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def predict_dataset(geolocator: Geolocator, dataset: EmbeddingDataset, *, batch_size: int = 256,
+def predict_dataset(geolocator: Locator, dataset: EmbeddingDataset, *, batch_size: int = 256,
                     progress: bool = True, keep_columns: tuple[str, ...] = (),
                     **predict_kwargs: Any) -> dict[str, np.ndarray | list]:
     """Predict every valid row; returns columns ``id``, ``lat_pred``, ``lon_pred``, ``lat``, ``lon``,
@@ -59,7 +59,7 @@ def predict_dataset(geolocator: Geolocator, dataset: EmbeddingDataset, *, batch_
             "lon": t[:, 1].numpy(), "error_km": distances_km(p, t).numpy(), **kept}
 
 
-def log_prob_dataset(geolocator: Geolocator, dataset: EmbeddingDataset, *, batch_size: int = 1024,
+def log_prob_dataset(geolocator: Locator, dataset: EmbeddingDataset, *, batch_size: int = 1024,
                      progress: bool = True, **log_prob_kwargs: Any) -> dict[str, Any]:
     """Log-density of every valid row at its own location: columns ``id``, ``log_prob``."""
     ids: list = []
@@ -72,7 +72,7 @@ def log_prob_dataset(geolocator: Geolocator, dataset: EmbeddingDataset, *, batch
     return {"id": ids, "log_prob": torch.cat(values).numpy()}
 
 
-def density_dataset(geolocator: Geolocator, dataset: EmbeddingDataset, *, batch_size: int = 256,
+def density_dataset(geolocator: Locator, dataset: EmbeddingDataset, *, batch_size: int = 256,
                     progress: bool = True, calibration_samples: int = 64, steps: int = 16, cfg: float = 0.0,
                     seed: int = 0) -> dict[str, Any]:
     """Per row: the log-density at the true location and, with ``calibration_samples > 0``, its
@@ -97,7 +97,7 @@ def log_prob_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
                      progress: bool = True, units: str = "sr", **log_prob_kwargs: Any) -> dict[str, Any]:
     """``globeflow log-prob``: one log-density per valid row, with its units in a column."""
     out = _check_out(out)
-    geolocator = Geolocator.load(run, device=device)
+    geolocator = load_locator(run, device=device)
     geolocator.require_density()
     dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim)
     info = dataset.scan()
@@ -131,7 +131,7 @@ def predict_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str | 
                     progress: bool = True, **predict_kwargs: Any) -> dict[str, Any]:
     """``globeflow predict``: one row per valid input row; a summary with the skipped-row count."""
     out = _check_out(out)
-    geolocator = Geolocator.load(run, device=device)
+    geolocator = load_locator(run, device=device)
     dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim)
     info = dataset.scan()
     columns = predict_dataset(geolocator, dataset, batch_size=batch_size, progress=progress, **predict_kwargs)
@@ -156,7 +156,7 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
         raise ValueError(f"--calibration-samples must be >= 0, got {calibration_samples}")
     out = Path(out)
     t0 = time.time()
-    geolocator = Geolocator.load(run, device=device)
+    geolocator = load_locator(run, device=device)
     dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim)
     info = dataset.scan()
     from .metrics_admin import TRUTH_COLUMNS
@@ -172,7 +172,7 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
     calibration: dict[str, Any] | None = None
     if not nll:
         metrics["nll_note"] = "not computed (--no-nll)"
-    elif geolocator.config.kind != "rfm":
+    elif not geolocator.has_density:
         metrics["nll_note"] = f"a {geolocator.config.kind} model has no normalised density on the sphere"
     else:
         dens = density_dataset(geolocator, dataset, batch_size=batch_size, progress=progress,
@@ -193,8 +193,10 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
     report = {
         "metrics": metrics,
         "model": geolocator.config.to_dict(),
+        # Trained baselines answer in one forward pass: no sampler.
         "sampler": dataclasses.asdict(geolocator.sampler(predict_kwargs.get("steps"), predict_kwargs.get("cfg"),
-                                                         predict_kwargs.get("method"))),
+                                                         predict_kwargs.get("method")))
+        if isinstance(geolocator, Geolocator) else None,
         "predict": {k: v for k, v in predict_kwargs.items()},
         "checkpoint": {"path": str(ckpt), "sha256": file_sha256(ckpt)},
         "data": info.to_dict(),
@@ -259,21 +261,34 @@ def _error_pictures(out: Path, pred: np.ndarray, true: np.ndarray, label: str) -
     return {"error_cdf": str(cdf), "error_map": str(emap)}
 
 
-#: Columns of the comparison table: (metrics key, header, format).
-TABLE_COLUMNS = (("geoscore", "GeoScore", "{:.0f}"), ("median_km", "median km", "{:.0f}"),
+#: Columns of the comparison table: (metrics key, header, format); a dotted key reads a nested value.
+TABLE_COLUMNS = (("geoscore", "GeoScore", "{:.0f}"), ("mean_km", "mean km", "{:.0f}"),
+                 ("median_km", "median km", "{:.0f}"),
                  ("acc_1km", "1 km", "{:.3f}"), ("acc_25km", "25 km", "{:.3f}"), ("acc_200km", "200 km", "{:.3f}"),
                  ("acc_750km", "750 km", "{:.3f}"), ("acc_2500km", "2500 km", "{:.3f}"),
                  ("acc_country", "country", "{:.3f}"), ("acc_region", "region", "{:.3f}"),
-                 ("acc_city", "city", "{:.3f}"), ("nll", "NLL (nats/sr)", "{:.3f}"))
+                 ("acc_sub_region", "sub-region", "{:.3f}"), ("acc_city", "city", "{:.3f}"),
+                 ("precision_k3", "P", "{:.2f}"), ("recall_k3", "R", "{:.2f}"), ("density_k3", "D", "{:.2f}"),
+                 ("coverage_k3", "C", "{:.2f}"), ("nll", "NLL (nats/sr)", "{:.3f}"),
+                 ("calibration.mean_abs_gap", "calib. gap", "{:.3f}"))
+
+
+def _metric(metrics: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        metrics = metrics.get(part) if isinstance(metrics, dict) else None  # type: ignore[assignment]
+    return metrics
 
 
 def markdown_table(reports: list[dict[str, Any]], names: list[str]) -> str:
-    """One Markdown row per ``globeflow evaluate`` report; missing values are ``-``."""
+    """One Markdown row per ``globeflow evaluate`` report; missing values are ``-``. P / R / D / C are
+    the precision, recall, density and coverage of the predicted location set (k = 3); the
+    calibration gap is the mean |coverage - p| of the p-credible regions, p = 0.1 ... 0.9."""
     lines = ["| model | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " | n |",
              "|---|" + "---|" * (len(TABLE_COLUMNS) + 1)]
     for name, r in zip(names, reports):
         m = r.get("metrics", {})
-        cells = [fmt.format(m[k]) if isinstance(m.get(k), (int, float)) else "-" for k, _, fmt in TABLE_COLUMNS]
+        values = [_metric(m, k) for k, _, _ in TABLE_COLUMNS]
+        cells = [fmt.format(v) if isinstance(v, (int, float)) else "-" for v, (_, _, fmt) in zip(values, TABLE_COLUMNS)]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {m.get('n', '-')} |")
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ from .network import GeoAdaLNMLP, NetworkConfig
 from .paths import DiffusionPath, PathKind, make_path
 from .schedules import Schedule, ScheduleConfig
 
-__all__ = ["ModelConfig", "GeoFlowModel", "SamplerConfig", "DEFAULT_SAMPLER"]
+__all__ = ["ModelConfig", "GeoFlowModel", "SamplerConfig", "DEFAULT_SAMPLER", "model_config_from_dict", "build_model"]
 
 
 @dataclass(frozen=True)
@@ -196,3 +196,18 @@ class GeoFlowModel(nn.Module):
         if sampler.method not in allowed:
             raise ValueError(f"sampler method {sampler.method!r} is not available for a {self.config.kind} "
                              f"model; use one of {', '.join(allowed)}")
+
+
+def model_config_from_dict(d: dict[str, Any]):
+    """A checkpoint's ``model_config`` -> :class:`ModelConfig` (flow models) or
+    :class:`~globeflow.baselines.direct.DirectConfig` (trained baselines), by its ``kind``."""
+    from .baselines.direct import HEAD_KINDS, DirectConfig
+
+    return DirectConfig.from_dict(d) if d.get("kind") in HEAD_KINDS else ModelConfig.from_dict(d)
+
+
+def build_model(config) -> nn.Module:
+    """The trainable module for a config: :class:`GeoFlowModel` or a trained baseline's model."""
+    from .baselines.direct import DirectConfig, DirectModel
+
+    return DirectModel(config) if isinstance(config, DirectConfig) else GeoFlowModel(config)

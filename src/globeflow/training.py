@@ -27,7 +27,7 @@ from .checkpoint import (CHECKPOINT_NAME, CheckpointError, atomic_write_text, lo
                          optimizer_from_tensors, optimizer_to_tensors, save_checkpoint)
 from .data import EmbeddingDataset
 from .embedding import read_manifest
-from .models import GeoFlowModel, ModelConfig
+from .models import GeoFlowModel, ModelConfig, build_model, model_config_from_dict
 from .optim import build_optimizer, warmup_cosine
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingError", "train", "resolve_device", "evaluate_loss"]
@@ -166,15 +166,19 @@ def _local_device(device: str | None) -> torch.device:
 
 def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
           model_config: ModelConfig | None = None, network: dict[str, Any] | None = None,
-          kind: str = "rfm", cond_drop: float = 0.1, emb_dropout: float = 0.0, config: TrainConfig = TrainConfig(), val_data: str | os.PathLike | None = None,
+          kind: str = "rfm", cond_drop: float = 0.1, emb_dropout: float = 0.0, head: dict[str, Any] | None = None,
+          config: TrainConfig = TrainConfig(), val_data: str | os.PathLike | None = None,
           resume: bool = False, device: str | None = None, progress: bool = True,
           on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train a model on an embedding dataset and write checkpoints to ``run_dir``.
 
     Args:
-        model_config: the full model config; when omitted it is built from ``kind`` and
-            ``network`` (NetworkConfig fields other than ``cond_dim``, which comes from the data)
-            and ``cond_drop`` / ``emb_dropout``.
+        model_config: the full model config (a flow model's :class:`ModelConfig` or a trained
+            baseline's :class:`~globeflow.baselines.direct.DirectConfig`); when omitted it is built
+            from ``kind`` and ``network`` (NetworkConfig fields other than ``cond_dim``, which comes
+            from the data), with ``cond_drop`` / ``emb_dropout`` for the flow kinds (rfm, fm,
+            diffusion) and ``head`` (components, nside, label_tau_km) for the baseline kinds (vmf,
+            vmf-mixture, geocell, regression).
         resume: continue from ``run_dir/checkpoint.safetensors`` (model, EMA, optimizer, step).
         on_step: called as ``on_step(step, loss)`` after every step (tests use it to interrupt).
     """
@@ -196,22 +200,26 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
     start, state = 0, None
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        model_config = ModelConfig.from_dict(state.meta["model_config"])
+        model_config = model_config_from_dict(state.meta["model_config"])
         saved = state.meta["train_config"]
         config = dataclasses.replace(TrainConfig(**saved), steps=config.steps)
         start = int(state.meta["step"])
     elif ckpt_path.exists() and not resume:
         raise TrainingError(f"{run_dir} already holds a checkpoint; pass --resume to continue it or choose another --out")
     if model_config is None:
+        from .baselines.direct import HEAD_KINDS, DirectConfig
         from .network import NetworkConfig
-        model_config = ModelConfig(NetworkConfig(cond_dim=info.dim, **(network or {})), kind=kind,  # type: ignore[arg-type]
-                                   cond_drop=cond_drop, emb_dropout=emb_dropout)
+        net = NetworkConfig(cond_dim=info.dim, **(network or {}))
+        if kind in HEAD_KINDS:
+            model_config = DirectConfig(net, kind=kind, **(head or {}))  # type: ignore[arg-type]
+        else:
+            model_config = ModelConfig(net, kind=kind, cond_drop=cond_drop, emb_dropout=emb_dropout)  # type: ignore[arg-type]
     if model_config.network.cond_dim != info.dim:
         raise TrainingError(f"{train_data}: embeddings have dimension {info.dim} but the model expects "
                             f"{model_config.network.cond_dim}")
 
     torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model = GeoFlowModel(model_config).to(dev)
+    model = build_model(model_config).to(dev)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = build_optimizer(config.optimizer, model, config.lr, config.weight_decay)
     if state is not None:

@@ -1,0 +1,136 @@
+"""Trained baselines: one forward pass from the embedding to a distribution (or a point).
+
+They share everything with the flow models except the output: the same AdaLN residual blocks at the
+same width and depth (:class:`DirectNetwork`, conditioned on the embedding alone since there is no
+noisy point or time), the same trainer (``globeflow train --model vmf``), checkpoints, EMA, and the
+same ``globeflow evaluate`` harness, so a comparison measures the output model and nothing else.
+
+Kinds (:data:`HEAD_KINDS`): ``vmf`` (von Mises-Fisher regression), ``vmf-mixture`` (``components``
+vMFs, 3 by default), ``geocell`` (HEALPix classification with haversine-smoothed labels) and
+``regression`` (a unit vector, no density). See :mod:`globeflow.baselines.heads`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from .. import grid
+from ..network import AdaLNBlock, NetworkConfig
+from .heads import GeocellHead, Head, RegressionHead, VMFMixtureHead
+
+__all__ = ["HEAD_KINDS", "HeadKind", "DirectConfig", "DirectNetwork", "DirectModel"]
+
+HeadKind = Literal["vmf", "vmf-mixture", "geocell", "regression"]
+HEAD_KINDS: tuple[str, ...] = ("vmf", "vmf-mixture", "geocell", "regression")
+
+
+@dataclass(frozen=True)
+class DirectConfig:
+    """Everything needed to rebuild a trained baseline; saved in every checkpoint.
+
+    ``components`` is used by ``vmf-mixture``; ``nside`` and ``label_tau_km`` by ``geocell`` (the
+    smoothing length defaults to half the cell size, so a label spreads onto neighbouring cells
+    without blurring the grid's own resolution away).
+    """
+
+    network: NetworkConfig
+    kind: HeadKind = "vmf-mixture"
+    components: int = 3
+    nside: int = 16
+    label_tau_km: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in HEAD_KINDS:
+            raise ValueError(f"unknown baseline kind {self.kind!r}; expected one of {', '.join(HEAD_KINDS)}")
+        if self.components < 1:
+            raise ValueError(f"components must be >= 1, got {self.components}")
+        grid.check_nside(self.nside)
+        if self.label_tau_km is not None and self.label_tau_km <= 0:
+            raise ValueError(f"label_tau_km must be positive, got {self.label_tau_km}")
+
+    @property
+    def tau_km(self) -> float:
+        return self.label_tau_km if self.label_tau_km is not None else 0.5 * grid.resolution_km(self.nside)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DirectConfig":
+        return cls(network=NetworkConfig(**d["network"]), kind=d["kind"], components=d["components"],
+                   nside=d["nside"], label_tau_km=d["label_tau_km"])
+
+    def make_head(self) -> Head:
+        if self.kind == "vmf":
+            return VMFMixtureHead(1)
+        if self.kind == "vmf-mixture":
+            return VMFMixtureHead(self.components)
+        if self.kind == "geocell":
+            return GeocellHead(self.nside, self.tau_km)
+        return RegressionHead()
+
+
+class DirectNetwork(nn.Module):
+    """The flow network's backbone without its inputs ``(x, gamma)``: ``emb (N, cond_dim) -> (N, out_dim)``.
+
+    The residual stream starts from a linear map of the embedding, and every block is modulated by
+    another (as the flow network's blocks are by the mapped embedding plus the time embedding).
+    """
+
+    def __init__(self, config: NetworkConfig, out_dim: int):
+        super().__init__()
+        dim = config.dim
+        self.cond_mapper = nn.Linear(config.cond_dim, dim)
+        self.initial_mapper = nn.Linear(config.cond_dim, dim)
+        self.blocks = nn.ModuleList(AdaLNBlock(dim, config.expansion) for _ in range(config.depth))
+        self.final_adaln = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim * 2))
+        self.final_ln = nn.LayerNorm(dim, elementwise_affine=False)
+        self.final_linear = nn.Linear(dim, out_dim)
+
+    def forward(self, emb: Tensor) -> Tensor:
+        c = self.cond_mapper(emb)
+        h = self.initial_mapper(emb)
+        for block in self.blocks:
+            h = block(h, c)
+        scale, shift = self.final_adaln(c).chunk(2, dim=-1)
+        return self.final_linear((1 + scale) * self.final_ln(h) + shift)
+
+
+class DirectModel(nn.Module):
+    """A trained baseline with the training interface of :class:`~globeflow.models.GeoFlowModel`
+    (``loss(x1, emb, generator=...)``, ``network`` holding every weight)."""
+
+    def __init__(self, config: DirectConfig):
+        super().__init__()
+        self.config = config
+        self.head = config.make_head()
+        self.network = DirectNetwork(config.network, self.head.out_dim)
+
+    @property
+    def cond_dim(self) -> int:
+        return self.config.network.cond_dim
+
+    def loss(self, x1: Tensor, emb: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+        """Mean loss for locations ``x1 (N, 3)`` and embeddings ``emb (N, D)`` (no randomness: the
+        generator is accepted for the trainer's sake)."""
+        return self.head.loss(self.network(emb), x1).mean()
+
+    def forward(self, x1: Tensor, emb: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.loss(x1, emb, generator=generator)
+
+    @property
+    def has_density(self) -> bool:
+        return self.head.has_density
+
+    @torch.no_grad()
+    def point(self, emb: Tensor) -> Tensor:
+        """The regression head's answer ``(N, 3)``."""
+        head = self.head
+        if not isinstance(head, RegressionHead):
+            raise TypeError(f"a {self.config.kind} model answers through its distribution, not a point head")
+        return head.point(self.network(emb))
