@@ -104,3 +104,30 @@ def test_hand_propagated_tangents_equal_forward_mode_autodiff(shape):
     for k in range(3):
         _, ref = jvp(lambda y: net(y, gamma, emb), (x,), (dx[k],))
         torch.testing.assert_close(dout[k], ref, rtol=1e-10, atol=1e-10)
+
+
+def test_published_time_frequencies_closed_form_and_legacy_configs_keep_theirs():
+    from globeflow.models import ModelConfig
+    from globeflow.network import network_config_from_dict, time_frequencies
+
+    half = 4
+    published = torch.tensor([10000.0 ** (-k / half) for k in range(half)])
+    assert torch.allclose(time_frequencies(8, endpoint=False), published, rtol=1e-6)
+    assert torch.allclose(time_frequencies(8, endpoint=True), torch.tensor([1.0, 10000 ** (-1 / 3), 10000 ** (-2 / 3), 1e-4]),
+                          rtol=1e-6)
+    # New networks use the published frequencies; configs saved before the field existed load as
+    # the endpoint variant they were trained with, and a round trip keeps whichever was saved.
+    assert NetworkConfig(cond_dim=3).time_frequencies == "published"
+    legacy = {"cond_dim": 3, "dim": 32, "depth": 1, "expansion": 4, "input_dim": 3}
+    assert network_config_from_dict(legacy).time_frequencies == "endpoint"
+    c = ModelConfig(NetworkConfig(cond_dim=3, dim=32, depth=1))
+    assert ModelConfig.from_dict(c.to_dict()) == c
+    # The choice changes the function: same weights, different outputs.
+    torch.manual_seed(0)
+    a = GeoAdaLNMLP(NetworkConfig(cond_dim=3, dim=32, depth=1))
+    b = GeoAdaLNMLP(network_config_from_dict(legacy))
+    b.load_state_dict(a.state_dict())
+    x, g, e = torch.randn(5, 3), torch.rand(5), torch.randn(5, 3)
+    assert not torch.allclose(a(x, g, e), b(x, g, e), atol=1e-4)
+    with pytest.raises(ValueError, match="time_frequencies must be 'published' or 'endpoint'"):
+        NetworkConfig(cond_dim=3, time_frequencies="fourier")

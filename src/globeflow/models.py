@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from . import geometry as geo
 from . import solvers
-from .network import GeoAdaLNMLP, NetworkConfig
+from .network import GeoAdaLNMLP, NetworkConfig, network_config_from_dict
 from .paths import DiffusionPath, PathKind, make_path
 from .schedules import Schedule, ScheduleConfig
 
@@ -48,7 +48,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        return cls(network=NetworkConfig(**d["network"]), kind=d["kind"],
+        return cls(network=network_config_from_dict(d["network"]), kind=d["kind"],
                    schedule=ScheduleConfig(**d["schedule"]), cond_drop=d["cond_drop"],
                    emb_dropout=d.get("emb_dropout", 0.0))
 

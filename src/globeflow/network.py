@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NetworkConfig", "GeoAdaLNMLP", "positional_embedding"]
+__all__ = ["NetworkConfig", "GeoAdaLNMLP", "positional_embedding", "time_frequencies", "network_config_from_dict"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,16 @@ class NetworkConfig:
     depth: int = 6
     expansion: int = 4
     input_dim: int = 3
+    #: Time-embedding frequencies (see :func:`positional_embedding`): ``"published"`` computes them as
+    #: the published package does (``f_k = 10000^(-k / half)``: its ``endpoint=True`` flag never
+    #: reaches the frequency formula, as its saved ``freqs`` buffers show); ``"endpoint"``
+    #: (``10000^(-k / (half - 1))``) is what globeflow checkpoints written before this field used, and
+    #: what they load as.
+    time_frequencies: str = "published"
 
     def __post_init__(self) -> None:
+        if self.time_frequencies not in ("published", "endpoint"):
+            raise ValueError(f"network time_frequencies must be 'published' or 'endpoint', got {self.time_frequencies!r}")
         for name in ("cond_dim", "dim", "depth", "expansion", "input_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"network {name} must be >= 1, got {getattr(self, name)}")
@@ -41,15 +49,25 @@ class NetworkConfig:
             raise ValueError(f"network dim must be a multiple of 8 (time embedding uses dim/4 even channels), got {self.dim}")
 
 
-def positional_embedding(x: Tensor, channels: int, max_positions: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding ``(N,) -> (N, channels)``: cosines then sines of ``x * f_k``.
+def network_config_from_dict(d: dict) -> NetworkConfig:
+    """A saved network config; one written before ``time_frequencies`` existed used ``"endpoint"``."""
+    return NetworkConfig(**{"time_frequencies": "endpoint", **d})
 
-    Frequencies ``f_k = max_positions^(-k / (channels/2 - 1))`` for ``k = 0 .. channels/2 - 1``, so
-    the lowest frequency is exactly ``1 / max_positions`` (the "endpoint" variant).
-    """
+
+def time_frequencies(channels: int, endpoint: bool, max_positions: float = 10000.0,
+                     device: torch.device | str | None = None) -> Tensor:
+    """``(channels/2,)`` frequencies ``f_k = max_positions^(-k / m)``, ``k = 0 .. channels/2 - 1``, with
+    ``m = channels/2 - 1`` (``endpoint``: the lowest is exactly ``1 / max_positions``) or
+    ``m = channels/2`` (the published network's)."""
     half = channels // 2
-    k = torch.arange(half, dtype=torch.float32, device=x.device)
-    freqs = (1.0 / max_positions) ** (k / max(half - 1, 1))
+    k = torch.arange(half, dtype=torch.float32, device=device)
+    return (1.0 / max_positions) ** (k / (max(half - 1, 1) if endpoint else half))
+
+
+def positional_embedding(x: Tensor, channels: int, max_positions: float = 10000.0, endpoint: bool = True) -> Tensor:
+    """Sinusoidal embedding ``(N,) -> (N, channels)``: cosines then sines of ``x * f_k`` with the
+    frequencies of :func:`time_frequencies`."""
+    freqs = time_frequencies(channels, endpoint, max_positions, device=x.device)
     angles = torch.outer(x.float(), freqs)
     return torch.cat((angles.cos(), angles.sin()), dim=1).to(x.dtype)
 
@@ -57,14 +75,15 @@ def positional_embedding(x: Tensor, channels: int, max_positions: float = 10000.
 class TimeEmbedder(nn.Module):
     """``gamma -> (N, dim)``: sinusoidal features of ``1000 gamma``, standardised per row, then an MLP."""
 
-    def __init__(self, channels: int, out_dim: int, scaling: float = 1000.0):
+    def __init__(self, channels: int, out_dim: int, scaling: float = 1000.0, endpoint: bool = False):
         super().__init__()
         self.channels = channels
         self.scaling = scaling
+        self.endpoint = endpoint
         self.map_time = nn.Sequential(nn.Linear(channels, out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
 
     def forward(self, gamma: Tensor) -> Tensor:
-        feats = positional_embedding(gamma * self.scaling, self.channels)
+        feats = positional_embedding(gamma * self.scaling, self.channels, endpoint=self.endpoint)
         # Standardising makes the features' scale independent of the channel count.
         feats = (feats - feats.mean(dim=-1, keepdim=True)) / feats.std(dim=-1, keepdim=True)
         return self.map_time(feats)
@@ -115,7 +134,7 @@ class GeoAdaLNMLP(nn.Module):
         super().__init__()
         self.config = config
         dim = config.dim
-        self.time_embedder = TimeEmbedder(dim // 4, dim)
+        self.time_embedder = TimeEmbedder(dim // 4, dim, endpoint=config.time_frequencies == "endpoint")
         self.cond_mapper = nn.Linear(config.cond_dim, dim)
         self.initial_mapper = nn.Linear(config.input_dim, dim)
         self.blocks = nn.ModuleList(AdaLNBlock(dim, config.expansion) for _ in range(config.depth))

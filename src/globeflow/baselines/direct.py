@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import grid
-from ..network import AdaLNBlock, NetworkConfig
+from ..network import AdaLNBlock, NetworkConfig, network_config_from_dict
 from .heads import GeocellHead, Head, RegressionHead, VMFMixtureHead
 
 __all__ = ["HEAD_KINDS", "HeadKind", "DirectConfig", "DirectNetwork", "DirectModel"]
@@ -62,7 +62,7 @@ class DirectConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DirectConfig":
-        return cls(network=NetworkConfig(**d["network"]), kind=d["kind"], components=d["components"],
+        return cls(network=network_config_from_dict(d["network"]), kind=d["kind"], components=d["components"],
                    nside=d["nside"], label_tau_km=d["label_tau_km"])
 
     def make_head(self) -> Head:

@@ -1,0 +1,76 @@
+"""The published network's layout and function, against outputs recorded with the published package.
+
+``tests/fixtures/plonk_tiny`` was written by ``tools/plonk_fixture.py`` with ``diff-plonk`` 0.4: a tiny
+randomly initialised published ``GeoAdaLNMLP`` saved by ``save_pretrained`` and its outputs on fixed
+inputs. globeflow must load it without any key or shape mismatch and compute the same function.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from globeflow.checkpoint import CheckpointError
+from globeflow.hub import load_published_network, read_published_config
+
+FIXTURE = Path(__file__).parent / "fixtures" / "plonk_tiny"
+
+
+def test_published_network_outputs_match_the_published_package():
+    net = load_published_network(FIXTURE)
+    io = load_file(str(FIXTURE / "reference_io.safetensors"))
+    with torch.no_grad():
+        out = net(io["x"], io["gamma"], io["emb"])
+    assert out.shape == io["output"].shape
+    assert torch.allclose(out, io["output"], atol=1e-5, rtol=0)
+    # The fixture is not trivially zero: its outputs vary across rows.
+    assert io["output"].std() > 0.1
+
+
+def test_config_is_read_from_the_published_fields():
+    c = read_published_config(FIXTURE)
+    raw = json.loads((FIXTURE / "config.json").read_text())
+    assert (c.input_dim, c.dim, c.depth, c.expansion, c.cond_dim) == tuple(
+        raw[k] for k in ("input_dim", "dim", "depth", "expansion", "cond_dim"))
+
+
+@pytest.fixture
+def copy(tmp_path):
+    dst = tmp_path / "model"
+    shutil.copytree(FIXTURE, dst)
+    return dst
+
+
+def test_wrong_dim_names_the_shape_mismatch(copy):
+    raw = json.loads((copy / "config.json").read_text())
+    raw["dim"] = 64
+    (copy / "config.json").write_text(json.dumps(raw))
+    # ada_map.1 maps dim -> 3 dim: 96 values at the saved dim 32, 192 at the configured 64.
+    with pytest.raises(CheckpointError, match=r"blocks.0.ada_map.1.bias has shape \(96,\), the config .*implies \(192,\)"):
+        load_published_network(copy)
+
+
+def test_missing_key_is_named(copy):
+    w = load_file(str(copy / "model.safetensors"))
+    del w["final_linear.bias"]
+    save_file(w, str(copy / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="missing final_linear.bias"):
+        load_published_network(copy)
+
+
+def test_truncated_weights_name_the_file(copy):
+    data = (copy / "model.safetensors").read_bytes()
+    (copy / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.safetensors: not a readable safetensors file"):
+        load_published_network(copy)
+
+
+def test_missing_config_field_is_named(copy):
+    raw = json.loads((copy / "config.json").read_text())
+    del raw["cond_dim"]
+    (copy / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match="config.json: missing cond_dim"):
+        load_published_network(copy)
