@@ -108,7 +108,21 @@ def main(argv: list[str] | None = None) -> int:
     emb = torch.randn(a.rows, a.cond_dim, generator=g)
     with torch.no_grad():
         y = net({"y": x, "gamma": gamma, "emb": emb})
-    save_file({"x": x, "gamma": gamma, "emb": emb, "output": y.contiguous()}, str(out / "reference_io.safetensors"),
+    # The published Euler sampler from fixed starting points, with the published RFM schedule
+    # (sigmoid, start -7, end 3, tau 1), unguided and at guidance 2.
+    from plonk.models.samplers.riemannian_flow_sampler import riemannian_flow_sampler
+    from plonk.models.schedulers import SigmoidScheduler
+
+    x0 = torch.nn.functional.normalize(torch.randn(a.rows, 3, generator=g), dim=-1)
+    samples = {}
+    for steps in (16, 32):
+        for cfg in (0.0, 2.0):
+            with torch.no_grad():
+                samples[f"samples_euler{steps}_cfg{cfg:g}"] = riemannian_flow_sampler(
+                    net, {"y": x0.clone(), "emb": emb.clone()}, conditioning_keys="emb",
+                    scheduler=SigmoidScheduler(start=-7, end=3, tau=1), num_steps=steps, cfg_rate=cfg).contiguous()
+    save_file({"x": x, "gamma": gamma, "emb": emb, "output": y.contiguous(), "x0": x0, **samples},
+              str(out / "reference_io.safetensors"),
               metadata={"package": "diff-plonk", "version": importlib.metadata.version("diff-plonk"),
                         "torch": torch.__version__, "stubbed_modules": json.dumps(stubbed)})
     print(json.dumps({"out": str(out), "config": config, "rows": a.rows, "stubbed": stubbed,

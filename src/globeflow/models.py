@@ -58,7 +58,11 @@ class SamplerConfig:
     """How to draw samples: solver, number of steps, guidance scale ``w``.
 
     ``method``: ``euler``, ``midpoint`` or ``rk4`` for ``rfm`` and ``fm``; ``ddim`` for ``diffusion``.
-    ``step``: ``exp`` or ``retraction`` (sphere only). Guided output is ``(1 + w) f_cond - w f_uncond``.
+    ``step``: ``exp`` or ``retraction`` (sphere only), or ``published``: the published sampler's
+    step, ``projx(x + h * output)`` with the raw, *unprojected* network output (rfm with ``euler``
+    only; for reproducing published samples; its normal component changes the step length, which is
+    why ``exp`` and ``retraction`` project onto the tangent plane first). Guided output is
+    ``(1 + w) f_cond - w f_uncond``.
     """
 
     method: str = "rk4"
@@ -69,8 +73,10 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"sampler steps must be >= 1, got {self.steps}")
-        if self.step not in ("exp", "retraction"):
-            raise ValueError(f"sampler step must be 'exp' or 'retraction', got {self.step!r}")
+        if self.step not in ("exp", "retraction", "published"):
+            raise ValueError(f"sampler step must be 'exp', 'retraction' or 'published', got {self.step!r}")
+        if self.step == "published" and self.method != "euler":
+            raise ValueError(f"the published step is an Euler step; use method 'euler', not {self.method!r}")
 
 
 #: Per-variant defaults, chosen on the known-answer benchmark (docs/benchmarks.md).
@@ -188,10 +194,15 @@ class GeoFlowModel(nn.Module):
             assert isinstance(path, DiffusionPath)
             return solvers.ddim(lambda y, g: path.denoise(self.output(y, g, emb, w), y, g.expand(emb.shape[0])),
                                 x, grid, callback=callback)
+        if sampler.step == "published":
+            return solvers.solve(lambda y, g: self.output(y, g.expand(y.shape[0]), emb, w), x, grid, method="euler",
+                                 space="sphere", step="retraction", callback=callback)
         return solvers.solve(lambda y, g: self.velocity(y, g, emb, w), x, grid, method=sampler.method,
                              space=self.path.space, step=sampler.step, callback=callback)
 
     def _check_sampler(self, sampler: SamplerConfig) -> None:
+        if sampler.step == "published" and self.config.kind != "rfm":
+            raise ValueError(f"the published step is the sphere sampler's; a {self.config.kind} model cannot use it")
         allowed = ("ddim",) if self.config.kind == "diffusion" else solvers.METHODS
         if sampler.method not in allowed:
             raise ValueError(f"sampler method {sampler.method!r} is not available for a {self.config.kind} "
