@@ -232,3 +232,15 @@ def test_cli_rejects_a_bad_geocell_grid(data, tmp_path, capsys):
     assert main(["train", str(data / "train.parquet"), "--out", str(tmp_path / "g"), "--model", "geocell",
                  "--nside", "12", "--steps", "2", "--no-progress"]) == 2
     assert "nside must be a power of 2" in capsys.readouterr().err
+
+
+def test_weights_of_another_size_are_named_not_a_torch_error(vmf_run, tmp_path):
+    from globeflow.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(vmf_run)
+    config = dict(ckpt.meta["model_config"], network={**ckpt.meta["model_config"]["network"], "dim": 64})
+    bad = save_checkpoint(tmp_path / "bad.safetensors", {k: v for k, v in ckpt.tensors.items() if k.startswith("ema.")},
+                          model_config=config)
+    with pytest.raises(CheckpointError, match=r"bad.safetensors: weights do not match the model config "
+                                              r"\(.* has shape \(96,\), the config implies \(192,\)"):
+        load_locator(bad)

@@ -100,3 +100,9 @@ def test_published_step_needs_euler():
 
     with pytest.raises(ValueError, match="published step is an Euler step"):
         SamplerConfig(method="rk4", step="published")
+
+
+def test_missing_weights_file_is_named(copy):
+    (copy / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model.safetensors: missing; a published-layout model folder holds"):
+        load_published_network(copy)

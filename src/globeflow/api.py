@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from . import geometry as geo
-from .checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (CHECKPOINT_NAME, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint,
+                         state_dict_problems)
 from .data import Batch, EmbeddingDataset
 from .density import DensityMap, MapConfig, refine_map
 from .likelihood import KM2_OFFSET, ModelField, log_prob_ode, sample_log_prob_ode
@@ -83,6 +84,11 @@ class Locator:
     def _no_density_reason(self) -> str:
         return "it has no density"
 
+    def _check_likelihood_args(self, units: str = "sr") -> None:
+        self.require_density()
+        if units not in ("sr", "km2"):
+            raise ValueError(f"units must be 'sr' or 'km2', got {units!r}")
+
     def _generator(self, seed: int | None) -> torch.Generator | None:
         """A generator on the model's device seeded with ``seed`` (``None``: fresh randomness)."""
         return torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
@@ -119,14 +125,11 @@ class Locator:
 
 def load_weights(ckpt: Checkpoint, network: torch.nn.Module) -> None:
     """Load a checkpoint's inference weights into ``network``; a clear error when they do not fit."""
-    result = network.load_state_dict(ckpt.weights(), strict=False)
-    problems = []
-    if result.missing_keys:
-        problems.append(f"missing {', '.join(result.missing_keys[:5])}")
-    if result.unexpected_keys:
-        problems.append(f"unexpected {', '.join(result.unexpected_keys[:5])}")
+    weights = ckpt.weights()
+    problems = state_dict_problems(network.state_dict(), weights)
     if problems:
         raise CheckpointError(f"{ckpt.path}: weights do not match the model config ({'; '.join(problems)})")
+    network.load_state_dict(weights)
 
 
 def load_locator(path: str | os.PathLike, device: str | torch.device | None = None) -> "Locator":
@@ -278,11 +281,6 @@ class Geolocator(Locator):
                               divergence_kind=divergence, rtol=rtol, atol=atol, generator=gen)  # type: ignore[arg-type]
         out = result.log_prob.double().cpu()
         return out + KM2_OFFSET if units == "km2" else out
-
-    def _check_likelihood_args(self, units: str = "sr") -> None:
-        self.require_density()
-        if units not in ("sr", "km2"):
-            raise ValueError(f"units must be 'sr' or 'km2', got {units!r}")
 
     def sample_with_log_prob(self, embeddings: Tensor | np.ndarray, num_samples: int = 256, *, steps: int = 16,
                              cfg: float = 0.0, divergence: str = "exact", units: str = "sr",

@@ -21,7 +21,7 @@ from torch import Tensor
 
 __all__ = ["CHECKPOINT_NAME", "FORMAT_VERSION", "CheckpointError", "Checkpoint", "save_checkpoint",
            "load_checkpoint", "atomic_write", "atomic_write_bytes", "atomic_write_text", "resolve_checkpoint",
-           "optimizer_to_tensors", "optimizer_from_tensors"]
+           "optimizer_to_tensors", "optimizer_from_tensors", "state_dict_problems"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 FORMAT_VERSION = "1"
@@ -143,3 +143,18 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def state_dict_problems(expected: dict[str, Tensor], given: dict[str, Tensor]) -> list[str]:
+    """What keeps ``given`` weights from loading into a module whose state dict is ``expected``:
+    missing and unexpected keys (the first five of each) and the first shape mismatch; empty when
+    they fit."""
+    problems = []
+    for label, keys in (("missing", sorted(set(expected) - set(given))), ("unexpected", sorted(set(given) - set(expected)))):
+        if keys:
+            problems.append(f"{label} {', '.join(keys[:5])}" + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""))
+    for key in sorted(set(expected) & set(given)):
+        if given[key].shape != expected[key].shape:
+            problems.append(f"{key} has shape {tuple(given[key].shape)}, the config implies {tuple(expected[key].shape)}")
+            break
+    return problems

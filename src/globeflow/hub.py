@@ -17,7 +17,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, state_dict_problems
 import torch
 
 from .network import GeoAdaLNMLP, NetworkConfig, time_frequencies
@@ -68,20 +68,10 @@ def load_published_network(folder: str | os.PathLike) -> GeoAdaLNMLP:
     # The published network saves its time-embedding frequencies as a buffer; ours computes them.
     # Check that they agree (the one place where the two implementations could silently differ).
     freqs = weights.pop(FREQS_KEY, None)
-    problems = []
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    if missing:
-        problems.append(f"missing {', '.join(missing[:5])}" + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
-    if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:5])}" + (f" (+{len(unexpected) - 5} more)" if len(unexpected) > 5 else ""))
-    for key in sorted(set(expected) & set(weights)):
-        if weights[key].shape != expected[key].shape:
-            problems.append(f"{key} has shape {tuple(weights[key].shape)}, the config "
-                            f"({Path(folder) / CONFIG_NAME}) implies {tuple(expected[key].shape)}")
-            break
+    problems = state_dict_problems(expected, weights)
     if problems:
-        raise CheckpointError(f"{path}: weights do not match the config: {'; '.join(problems)}")
+        raise CheckpointError(f"{path}: weights do not match the config ({Path(folder) / CONFIG_NAME}): "
+                              f"{'; '.join(problems)}")
     ours = time_frequencies(config.dim // 4, endpoint=False)
     if freqs is not None and (freqs.shape != ours.shape or not torch.allclose(freqs.float(), ours, rtol=1e-6)):
         raise CheckpointError(f"{path}: {FREQS_KEY} holds time-embedding frequencies {freqs.tolist()[:4]}..., "

@@ -126,11 +126,3 @@ class DirectModel(nn.Module):
     @property
     def has_density(self) -> bool:
         return self.head.has_density
-
-    @torch.no_grad()
-    def point(self, emb: Tensor) -> Tensor:
-        """The regression head's answer ``(N, 3)``."""
-        head = self.head
-        if not isinstance(head, RegressionHead):
-            raise TypeError(f"a {self.config.kind} model answers through its distribution, not a point head")
-        return head.point(self.network(emb))

@@ -54,11 +54,17 @@ class DirectGeolocator(Locator):
     def sample_xyz(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, seed: int | None = 0,
                    **solver: Any) -> Tensor:
         """Exact samples ``(B, S, 3)`` on the model's device (density heads only)."""
+        return self._sample_outputs(embeddings, num_samples, seed, solver)[1]
+
+    def _sample_outputs(self, embeddings: Tensor | np.ndarray, num_samples: int, seed: int | None,
+                        solver: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """``(network outputs (B, out_dim), samples (B, S, 3))``: one network pass for both."""
         self.require_density()
         self._check_solver_args(solver)
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        return self.model.head.sample(self._outputs(embeddings), num_samples, generator=self._generator(seed))
+        out = self._outputs(embeddings)
+        return out, self.model.head.sample(out, num_samples, generator=self._generator(seed))
 
     def sample(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, seed: int | None = 0,
                **solver: Any) -> Tensor:
@@ -98,9 +104,8 @@ class DirectGeolocator(Locator):
                  **solver: Any) -> Tensor:
         """Closed-form log-density at one location per embedding, ``(B,)`` on the CPU (nats/sr or
         nats/km^2). Solver arguments (steps, method, seed) are accepted and ignored."""
-        self.require_density()
+        self._check_likelihood_args(units)
         self._check_solver_args(solver)
-        _check_units(units)
         emb = self._embeddings(embeddings)
         x = geo.latlon_to_xyz(self._latlon(latlon, emb.shape[0])).to(self.device, torch.float64)
         with torch.no_grad():
@@ -110,13 +115,9 @@ class DirectGeolocator(Locator):
     def sample_with_log_prob(self, embeddings: Tensor | np.ndarray, num_samples: int = 256, *, units: str = "sr",
                              seed: int | None = 0, **solver: Any) -> tuple[Tensor, Tensor]:
         """Samples ``(B, S, 2)`` degrees and their log-densities ``(B, S)``, on the CPU."""
-        _check_units(units)
-        xyz = self.sample_xyz(embeddings, num_samples, seed=seed, **solver).double()
+        self._check_likelihood_args(units)
+        out, xyz = self._sample_outputs(embeddings, num_samples, seed, solver)
+        xyz = xyz.double()
         with torch.no_grad():
-            lp = self.model.head.log_prob(self._outputs(embeddings).double(), xyz)
+            lp = self.model.head.log_prob(out.double(), xyz)
         return geo.xyz_to_latlon(xyz).cpu(), lp.cpu() + (KM2_OFFSET if units == "km2" else 0.0)
-
-
-def _check_units(units: str) -> None:
-    if units not in ("sr", "km2"):
-        raise ValueError(f"units must be 'sr' or 'km2', got {units!r}")
