@@ -7,11 +7,9 @@ import json
 
 import pytest
 import torch
-from PIL import Image
 
 from globeflow.api import Geolocator
 from globeflow.cli import main
-from globeflow.data.exif import write_gps_exif
 from globeflow.models import GeoFlowModel, ModelConfig
 from globeflow.network import NetworkConfig
 
@@ -24,17 +22,6 @@ def _run(tmp_path, kind="rfm", encoder=ENCODER):
     path = tmp_path / f"run-{kind}"
     Geolocator(model, device="cpu", encoder=encoder).save(path)
     return path
-
-
-@pytest.fixture
-def photos(tmp_path):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i, colour in enumerate([(200, 180, 120), (20, 90, 30), (240, 240, 250)]):
-        Image.new("RGB", (40, 30), colour).save(folder / f"img{i}.jpg")
-    (folder / "gps.jpg").write_bytes(write_gps_exif(Image.new("RGB", (40, 30), (90, 90, 200)), -33.86, 151.21))
-    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    return folder
 
 
 def _settings():

@@ -104,5 +104,5 @@ def test_published_step_needs_euler():
 
 def test_missing_weights_file_is_named(copy):
     (copy / "model.safetensors").unlink()
-    with pytest.raises(CheckpointError, match="model.safetensors: missing; a published-layout model folder holds"):
+    with pytest.raises(CheckpointError, match="model.safetensors: missing; a hub-layout model folder holds"):
         load_published_network(copy)

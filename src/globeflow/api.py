@@ -23,14 +23,16 @@ from .data import Batch, EmbeddingDataset
 from .density import DensityMap, MapConfig, refine_map
 from .likelihood import KM2_OFFSET, ModelField, log_prob_ode, sample_log_prob_ode
 from .metrics import valid_latlon
-from .models import GeoFlowModel, ModelConfig, SamplerConfig
+from .models import PUBLISHED_SAMPLER, GeoFlowModel, ModelConfig, SamplerConfig
 from .points import best_expected_geoscore
 from .training import resolve_device
 
-__all__ = ["Locator", "Geolocator", "load_locator", "load_weights", "PointStrategy", "POINT_STRATEGIES"]
+__all__ = ["Locator", "Geolocator", "load_locator", "load_weights", "PointStrategy", "POINT_STRATEGIES", "PROTOCOLS"]
 
 PointStrategy = Literal["geoscore", "mode", "grid", "single"]
 POINT_STRATEGIES = ("geoscore", "mode", "grid", "single")
+#: Sampler presets: globeflow's defaults per model type, or the published package's.
+PROTOCOLS = ("globeflow", "published")
 
 #: Rows (images x points) per network call in likelihood solves: bounds memory, keeps batches big.
 _POINTS_PER_CALL = 8192
@@ -51,6 +53,9 @@ class Locator:
         self.model = model.to(self.device).eval().requires_grad_(False)
         #: Name of the image encoder whose embeddings the model was trained on (None: unknown).
         self.encoder = encoder
+        #: Where the weights came from, for reports: ``path`` of the weights file, and for hub models
+        #: the spec, repository and commit.
+        self.source: dict[str, Any] = {}
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device | None = None):
@@ -61,7 +66,9 @@ class Locator:
             raise CheckpointError(f"{ckpt.path}: invalid model config in checkpoint: {e}") from None
         model = cls.model_class(config)
         load_weights(ckpt, model.network)
-        return cls(model, device, encoder=(ckpt.meta.get("extra") or {}).get("encoder"))
+        locator = cls(model, device, encoder=(ckpt.meta.get("extra") or {}).get("encoder"))
+        locator.source = {"path": str(ckpt.path)}
+        return locator
 
     @property
     def config(self):
@@ -134,15 +141,33 @@ def load_weights(ckpt: Checkpoint, network: torch.nn.Module) -> None:
 
 def load_locator(path: str | os.PathLike, device: str | torch.device | None = None) -> "Locator":
     """Load any trained model: a :class:`Geolocator` for flow models (rfm, fm, diffusion), a
-    :class:`~globeflow.baselines.locator.DirectGeolocator` for trained baselines (vmf, ...)."""
-    from .baselines.direct import HEAD_KINDS
+    :class:`~globeflow.baselines.locator.DirectGeolocator` for trained baselines (vmf, ...).
 
+    ``path``: a run directory or checkpoint file, or a hub model (a published name such as
+    ``plonk-osv5m``, ``plonk-osv5m:DIR``, ``hf:owner/name``, a hub-layout folder; see
+    :mod:`globeflow.hub.registry`).
+    """
+    from .baselines.direct import HEAD_KINDS
+    from .hub import is_hub_spec, load_hub_locator
+
+    if is_hub_spec(path):
+        return load_hub_locator(path, device)
+    _check_model_path(path)
     ckpt = load_checkpoint(path, prefixes=("ema", "model"))
     if (ckpt.meta.get("model_config") or {}).get("kind") in HEAD_KINDS:
         from .baselines.locator import DirectGeolocator
 
         return DirectGeolocator.from_checkpoint(ckpt, device)
     return Geolocator.from_checkpoint(ckpt, device)
+
+
+def _check_model_path(path: str | os.PathLike) -> None:
+    """A missing path that looks like a model name gets the list of names, not just "no checkpoint"."""
+    from .hub import PUBLISHED_MODELS
+
+    if not Path(path).exists() and os.sep not in str(path) and "." not in Path(path).name:
+        raise CheckpointError(f"{path}: no such run directory or checkpoint, and not a model name; published "
+                              f"models: {', '.join(PUBLISHED_MODELS)} (or hf:owner/name for a hub repository)")
 
 
 class Geolocator(Locator):
@@ -162,7 +187,13 @@ class Geolocator(Locator):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> "Geolocator":
-        """Load a run directory or checkpoint file (EMA weights when present)."""
+        """Load a run directory or checkpoint file (EMA weights when present), or a hub model (a
+        published name such as ``plonk-osv5m``, ``hf:owner/name``, a hub-layout folder)."""
+        from .hub import is_hub_spec, load_hub_locator
+
+        if is_hub_spec(path):
+            return load_hub_locator(path, device)
+        _check_model_path(path)
         return cls.from_checkpoint(load_checkpoint(path, prefixes=("ema", "model")), device)
 
     @classmethod
@@ -185,23 +216,35 @@ class Geolocator(Locator):
         return save_checkpoint(p, tensors, model_config=self.config.to_dict(), extra={"encoder": self.encoder})
 
     def sampler(self, steps: int | None = None, cfg: float | None = None, method: str | None = None,
-                step: str | None = None) -> SamplerConfig:
-        """The model's default sampler with the given fields overridden."""
-        base = self.model.default_sampler()
+                step: str | None = None, protocol: str = "globeflow") -> SamplerConfig:
+        """The model's sampler with the given fields overridden: globeflow's default for its type, or
+        with ``protocol="published"`` the published package's (Euler or DDIM, 250 steps)."""
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown sampling protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+        base = PUBLISHED_SAMPLER[self.config.kind] if protocol == "published" else self.model.default_sampler()
         changes = {k: v for k, v in dict(steps=steps, guidance=cfg, method=method, step=step).items() if v is not None}
         return replace(base, **changes)
 
+    def point_sampler(self, strategy: str = "geoscore", steps: int | None = None, cfg: float | None = None,
+                      method: str | None = None, protocol: str = "globeflow") -> SamplerConfig:
+        """The sampler :meth:`predict` draws with for ``strategy`` ("geoscore", "single"): unguided by
+        default, guidance 2 for a single sample (the published recipe)."""
+        return self.sampler(steps, cfg if cfg is not None else (2.0 if strategy == "single" else 0.0), method,
+                            protocol=protocol)
+
     def sample_xyz(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, steps: int | None = None,
-                   cfg: float | None = None, method: str | None = None, seed: int | None = 0) -> Tensor:
+                   cfg: float | None = None, method: str | None = None, seed: int | None = 0,
+                   protocol: str = "globeflow") -> Tensor:
         """Samples as unit vectors ``(B, S, 3)`` on the model's device."""
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         gen = self._generator(seed)
-        return self.model.sample(self._embeddings(embeddings), num_samples, self.sampler(steps, cfg, method),
-                                 generator=gen)
+        sampler = self.sampler(steps, cfg, method, protocol=protocol)
+        return self.model.sample(self._embeddings(embeddings), num_samples, sampler, generator=gen)
 
     def sample(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, steps: int | None = None,
-               cfg: float | None = None, method: str | None = None, seed: int | None = 0) -> Tensor:
+               cfg: float | None = None, method: str | None = None, seed: int | None = 0,
+               protocol: str = "globeflow") -> Tensor:
         """Draw locations from ``p(location | embedding)``.
 
         Args:
@@ -209,15 +252,16 @@ class Geolocator(Locator):
             num_samples: samples per embedding.
             steps, cfg, method: solver steps, guidance scale ``w``, solver name (model defaults).
             seed: for reproducible samples (``None``: fresh randomness).
+            protocol: ``"globeflow"`` (default sampler) or ``"published"`` (the published package's).
         Returns:
             Tensor: ``(B, num_samples, 2)`` (lat, lon) degrees, on the CPU.
         """
         return geo.xyz_to_latlon(self.sample_xyz(embeddings, num_samples, steps=steps, cfg=cfg, method=method,
-                                                 seed=seed).double()).cpu()
+                                                 seed=seed, protocol=protocol).double()).cpu()
 
     def predict(self, embeddings: Tensor | np.ndarray, *, strategy: PointStrategy = "geoscore",
                 num_samples: int = 256, steps: int | None = None, cfg: float | None = None,
-                method: str | None = None, seed: int | None = 0) -> Tensor:
+                method: str | None = None, seed: int | None = 0, protocol: str = "globeflow") -> Tensor:
         """One best guess per embedding, ``(B, 2)`` (lat, lon) degrees on the CPU.
 
         ``strategy="geoscore"`` (default): draw ``num_samples`` unguided samples and keep the one with
@@ -227,6 +271,8 @@ class Geolocator(Locator):
         ``strategy="grid"``: the centre of the densest cell of the coarse-to-fine density map
         (:meth:`density_maps` with its defaults; rfm only, and the slowest).
         ``strategy="single"``: one sample with guidance ``cfg`` (2 by default), the published recipe.
+        ``protocol="published"`` samples with the published sampler (Euler or DDIM, 250 steps); with
+        ``strategy="single"`` that is the published evaluation protocol.
         """
         if strategy == "mode":
             latlon, logp = self.sample_with_log_prob(embeddings, num_samples, steps=steps or 16,
@@ -235,16 +281,14 @@ class Geolocator(Locator):
         if strategy == "grid":
             maps = self.density_maps(embeddings, steps=steps or 16, cfg=cfg or 0.0, seed=seed)
             return torch.tensor([m.argmax() for m in maps], dtype=torch.float64)
-        if strategy == "geoscore":
-            xyz = self.sample_xyz(embeddings, num_samples, steps=steps, cfg=cfg if cfg is not None else 0.0,
-                                  method=method, seed=seed)
-            best = best_expected_geoscore(xyz.double())
-        elif strategy == "single":
-            xyz = self.sample_xyz(embeddings, 1, steps=steps, cfg=cfg if cfg is not None else 2.0,
-                                  method=method, seed=seed)
-            best = xyz[:, 0].double()
-        else:
+        if strategy not in ("geoscore", "single"):
             raise ValueError(f"unknown point strategy {strategy!r}; expected one of {', '.join(POINT_STRATEGIES)}")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        sampler = self.point_sampler(strategy, steps, cfg, method, protocol)
+        xyz = self.model.sample(self._embeddings(embeddings), num_samples if strategy == "geoscore" else 1,
+                                sampler, generator=self._generator(seed))
+        best = best_expected_geoscore(xyz.double()) if strategy == "geoscore" else xyz[:, 0].double()
         return geo.xyz_to_latlon(best).cpu()
 
     @property

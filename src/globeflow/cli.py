@@ -1,4 +1,5 @@
-"""Command line: ``globeflow train | predict | evaluate | log-prob | map | embed | demo``. Thin: parse, call the library, format."""
+"""Command line: ``globeflow train | predict | evaluate | log-prob | map | embed | baseline | compare | export |
+models | serve | demo``. Thin: parse, call the library, format."""
 
 from __future__ import annotations
 
@@ -17,9 +18,14 @@ EMB_DROPOUT = 0.0
 
 def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
-    g.add_argument("--point", choices=("geoscore", "mode", "grid", "single"), default="geoscore",
+    g.add_argument("--point", choices=("geoscore", "mode", "grid", "single"), default=None,
                    help="point estimate: best expected GeoScore among samples (default), densest sample (mode), "
-                        "densest cell of the density map (grid), or one guided sample (single)")
+                        "densest cell of the density map (grid), or one guided sample (single; the default "
+                        "with --protocol published)")
+    g.add_argument("--protocol", choices=("globeflow", "published"), default="globeflow",
+                   help="sampler preset: globeflow's defaults (e.g. 16 RK4 steps on the sphere), or the published "
+                        "package's (Euler or DDIM, 250 steps); published + --point single + guidance 2 is the "
+                        "published evaluation protocol")
     g.add_argument("--num-samples", type=int, default=None,
                    help="samples per image for --point geoscore / mode (default 256; 128 for photos)")
     g.add_argument("--steps", type=int, default=None, help="solver steps (default: the model's, e.g. 16 RK4 steps for rfm)")
@@ -30,6 +36,16 @@ def _add_sampler_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--skip-invalid", action="store_true", help="skip and count invalid rows instead of failing")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+
+
+_MODEL_HELP = ("the model: a run directory or checkpoint, a hub-layout folder, hf:owner/name, or a published model "
+               "name (globeflow models lists them; downloaded once into the Hugging Face cache). Also accepted "
+               "as the first positional argument")
+
+
+def _add_model_arg(p: argparse.ArgumentParser, data_help: str) -> None:
+    p.add_argument("inputs", nargs="+", metavar="[MODEL] DATA", help=data_help)
+    p.add_argument("--model", default=None, help=_MODEL_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,8 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("predict", help="predict locations for an embedding dataset, or answer photos")
-    p.add_argument("run", help="run directory or checkpoint file")
-    p.add_argument("data", nargs="+", help="embedding dataset (Parquet file or folder: one best guess per row), "
+    _add_model_arg(p, "embedding dataset (Parquet file or folder: one best guess per row), "
                                            "or photos (files, a folder, a glob, or an image dataset: best guess, "
                                            "top-k places, country probabilities, localizability per photo)")
     p.add_argument("--out", required=True, help="output file: .parquet or .csv (also .geojson for photos)")
@@ -92,8 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--maps", default=None, help="folder for each photo's density map (PNG, npz, GeoJSON, JSON)")
 
     e = sub.add_parser("evaluate", help="evaluate point predictions on a labelled embedding dataset")
-    e.add_argument("run", help="run directory or checkpoint file")
-    e.add_argument("data", help="labelled embedding dataset")
+    _add_model_arg(e, "labelled embedding dataset")
     e.add_argument("--out", required=True, help="report JSON path")
     _add_sampler_args(e)
 
@@ -104,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mp = sub.add_parser("map", help="density map, top-k places, area probabilities, credible regions and "
                                     "localizability for each row (rfm models)")
-    mp.add_argument("run", help="run directory or checkpoint file")
-    mp.add_argument("data", help="embedding dataset (Parquet file or folder)")
+    _add_model_arg(mp, "embedding dataset (Parquet file or folder)")
     mp.add_argument("--out", required=True, help="output folder: <id>.json/.png/.npz/.geojson per row, index.csv")
     mp.add_argument("--nside", type=int, default=64, help="HEALPix resolution of the maps (default 64: ~92 km cells)")
     mp.add_argument("--start-nside", type=int, default=8, help="coarse grid evaluated everywhere (default 8)")
@@ -122,8 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--no-progress", action="store_true")
 
     lp = sub.add_parser("log-prob", help="exact log-density of each row's true location (rfm models)")
-    lp.add_argument("run", help="run directory or checkpoint file")
-    lp.add_argument("data", help="embedding dataset with lat, lon")
+    _add_model_arg(lp, "embedding dataset with lat, lon")
     lp.add_argument("--out", required=True, help="output file: .parquet or .csv")
     lp.add_argument("--steps", type=int, default=16, help="RK4 steps (default 16)")
     lp.add_argument("--method", choices=("rk4", "dopri5"), default="rk4")
@@ -166,6 +178,29 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("reports", nargs="+", help="report JSON files written by globeflow evaluate")
     cp.add_argument("--out", default=None, help="also write the table to this Markdown file")
 
+    ex = sub.add_parser("export", help="write a trained flow model in the hub layout (config.json, "
+                        "model.safetensors, globeflow.json) with a model card, to push with `hf upload`")
+    ex.add_argument("run", help="run directory, checkpoint file or hub model")
+    ex.add_argument("out", help="output folder")
+    ex.add_argument("--report", action="append", default=[],
+                    help="globeflow evaluate report (JSON) for the model card's table; repeatable")
+    ex.add_argument("--name", default=None, help="model name in the card (default: the folder's name)")
+
+    sub.add_parser("models", help="list the published models that --model accepts by name")
+
+    sv = sub.add_parser("serve", help="a web page and JSON API: drop a photo, see where on Earth it could be")
+    sv.add_argument("--model", default=None, help=_MODEL_HELP.split(". Also")[0] + " (default: the Blue Marble "
+                    "demo model, runs/demo/rfm, trained on first use)")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--encoder", default=None, help="image encoder (default: the one the model was trained on)")
+    sv.add_argument("--encoder-path", default=None, help="local folder with the encoder's weights (offline)")
+    sv.add_argument("--max-upload-mb", type=float, default=20.0, help="largest accepted photo (default 20 MB)")
+    sv.add_argument("--max-pending", type=int, default=32,
+                    help="requests in progress at once; the next gets 503 (default 32)")
+    sv.add_argument("--num-samples", type=int, default=128, help="samples per photo (default 128)")
+    sv.add_argument("--device", default=None)
+
     m = sub.add_parser("demo", help="offline visual geolocation on NASA's Blue Marble image: build, embed, train, "
                                     "evaluate, draw maps (no download)")
     m.add_argument("--task", choices=("blue-marble", "known-answer"), default="blue-marble",
@@ -197,10 +232,26 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _split_model(a: argparse.Namespace, max_data: int | None = 1) -> None:
+    """``[MODEL] DATA...`` or ``--model MODEL DATA...`` -> ``a.run`` and ``a.data``."""
+    items = list(a.inputs)
+    if a.model is None:
+        if len(items) < 2:
+            raise ValueError(f"globeflow {a.command}: give the model and the data (globeflow {a.command} MODEL "
+                             f"DATA, or --model MODEL DATA)")
+        a.model, items = items[0], items[1:]
+    if max_data is not None and len(items) > max_data:
+        raise ValueError(f"globeflow {a.command}: expected one dataset after the model, got {' '.join(items)}")
+    a.run, a.data = a.model, items if max_data is None else items[0]
+
+
 def _predict_kwargs(a: argparse.Namespace) -> dict:
-    return dict(strategy=a.point, num_samples=256 if a.num_samples is None else a.num_samples, steps=a.steps,
-                cfg=a.guidance, method=a.method,
-                seed=a.seed)
+    point = a.point or ("single" if a.protocol == "published" else "geoscore")
+    kwargs = dict(strategy=point, num_samples=256 if a.num_samples is None else a.num_samples, steps=a.steps,
+                  cfg=a.guidance, method=a.method, seed=a.seed)
+    if a.protocol != "globeflow":  # trained baselines accept only the default
+        kwargs["protocol"] = a.protocol
+    return kwargs
 
 
 def _is_embedding_dataset(paths: list[str]) -> bool:
@@ -213,6 +264,7 @@ def _is_embedding_dataset(paths: list[str]) -> bool:
 def _cmd_predict(a: argparse.Namespace) -> int:
     from .evaluation import predict_to_file
 
+    _split_model(a, max_data=None)
     if not _is_embedding_dataset(a.data):
         return _predict_photos(a)
     summary = predict_to_file(a.run, a.data[0], a.out, batch_size=a.batch_size, device=a.device,
@@ -226,6 +278,9 @@ def _predict_photos(a: argparse.Namespace) -> int:
 
     if a.top_k < 0:
         raise ValueError(f"--top-k must be >= 0, got {a.top_k}")
+    if a.protocol != "globeflow" or a.point is not None:
+        raise ValueError("--protocol and --point apply to embedding datasets; photo answers draw samples with "
+                         "exact densities (rfm) and report the best guess, top places and regions")
     map_config = PHOTO_ANSWERS.map if a.nside is None else dataclasses.replace(PHOTO_ANSWERS.map, nside=a.nside)
     samples = PHOTO_ANSWERS.num_samples if a.num_samples is None else a.num_samples
     config = dataclasses.replace(PHOTO_ANSWERS, num_samples=samples, top_k=a.top_k, map=map_config,
@@ -243,6 +298,7 @@ def _predict_photos(a: argparse.Namespace) -> int:
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     from .evaluation import evaluate_to_file
 
+    _split_model(a)
     report = evaluate_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
                               skip_invalid=a.skip_invalid, nll=not a.no_nll,
                               calibration_samples=a.calibration_samples, **_predict_kwargs(a))
@@ -253,6 +309,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 def _cmd_log_prob(a: argparse.Namespace) -> int:
     from .evaluation import log_prob_to_file
 
+    _split_model(a)
     summary = log_prob_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
                                skip_invalid=a.skip_invalid, units=a.units, steps=a.steps, method=a.method,
                                cfg=a.guidance, divergence=a.divergence)
@@ -265,6 +322,7 @@ def _cmd_map(a: argparse.Namespace) -> int:
     from .density import MapConfig
     from .mapping import map_to_dir
 
+    _split_model(a)
     config = AnswerConfig(num_samples=a.num_samples, steps=a.steps, guidance=a.guidance, top_k=a.top_k,
                           map=MapConfig(nside=a.nside, start_nside=a.start_nside, max_cells=a.max_cells))
     summary = map_to_dir(a.run, a.data, a.out, config=config, batch_size=a.batch_size, limit=a.limit,
@@ -308,6 +366,34 @@ def _cmd_compare(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(a: argparse.Namespace) -> int:
+    from .hub import export_model
+
+    folder = export_model(a.run, a.out, reports=a.report, name=a.name)
+    print(json.dumps({"out": str(folder), "files": sorted(p.name for p in folder.iterdir() if p.is_file())}))
+    return 0
+
+
+def _cmd_models(a: argparse.Namespace) -> int:
+    from .hub.registry import published_table
+
+    print("published models (--model NAME, or NAME:DIR for a local copy):")
+    print(published_table())
+    return 0
+
+
+def _cmd_serve(a: argparse.Namespace) -> int:
+    from .server import ServeConfig, load_predictor, serve
+
+    defaults = ServeConfig()
+    config = dataclasses.replace(defaults, max_upload_bytes=int(a.max_upload_mb * 1024 * 1024),
+                                 max_pending=a.max_pending,
+                                 answers=dataclasses.replace(defaults.answers, num_samples=a.num_samples))
+    predictor = load_predictor(a.model, encoder=a.encoder, encoder_path=a.encoder_path, device=a.device, config=config)
+    serve(predictor, a.host, a.port)
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     if a.steps is not None and a.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {a.steps}")
@@ -327,7 +413,7 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 
 COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "log-prob": _cmd_log_prob,
             "map": _cmd_map, "embed": _cmd_embed, "baseline": _cmd_baseline, "compare": _cmd_compare,
-            "demo": _cmd_demo}
+            "export": _cmd_export, "models": _cmd_models, "serve": _cmd_serve, "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

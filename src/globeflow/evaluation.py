@@ -8,7 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -18,12 +18,12 @@ import torch
 
 from .api import Geolocator, Locator, load_locator
 from .calibration import calibration_summary, hpd_ranks
-from .checkpoint import atomic_write, atomic_write_text, resolve_checkpoint
+from .checkpoint import atomic_write, atomic_write_text
 from .data import EmbeddingDataset
 from .metrics import distances_km, point_metrics
 
 __all__ = ["predict_dataset", "predict_to_file", "evaluate_to_file", "log_prob_dataset", "log_prob_to_file",
-           "density_dataset", "file_sha256", "markdown_table", "compare_reports", "TABLE_COLUMNS",
+           "density_dataset", "file_sha256", "read_reports", "markdown_table", "compare_reports", "TABLE_COLUMNS",
            "point_and_place_metrics", "write_point_report", "write_table"]
 
 OUTPUT_FORMATS = (".parquet", ".csv")
@@ -189,16 +189,16 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
     if calibration is None:
         calibration = {"note": metrics.get("nll_note") if metrics["nll"] is None else "not computed (--calibration-samples 0)"}
     metrics["calibration"] = calibration
-    ckpt = resolve_checkpoint(run)
     report = {
         "metrics": metrics,
         "model": geolocator.config.to_dict(),
         # Trained baselines answer in one forward pass: no sampler.
-        "sampler": dataclasses.asdict(geolocator.sampler(predict_kwargs.get("steps"), predict_kwargs.get("cfg"),
-                                                         predict_kwargs.get("method")))
+        "sampler": dataclasses.asdict(geolocator.point_sampler(
+            predict_kwargs.get("strategy", "geoscore"), predict_kwargs.get("steps"), predict_kwargs.get("cfg"),
+            predict_kwargs.get("method"), protocol=predict_kwargs.get("protocol", "globeflow")))
         if isinstance(geolocator, Geolocator) else None,
         "predict": {k: v for k, v in predict_kwargs.items()},
-        "checkpoint": {"path": str(ckpt), "sha256": file_sha256(ckpt)},
+        "checkpoint": {"sha256": file_sha256(geolocator.source["path"]), **geolocator.source},
         "data": info.to_dict(),
         "seconds": round(time.time() - t0, 2),
     }
@@ -293,19 +293,25 @@ def markdown_table(reports: list[dict[str, Any]], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def read_reports(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    """``globeflow evaluate`` reports, read and checked; a clear error naming a file that is not one."""
+    reports = []
+    for p in paths:
+        try:
+            reports.append(json.loads(Path(p).read_text()))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{p}: not a readable evaluate report ({e})") from None
+        if not isinstance(reports[-1], dict) or "metrics" not in reports[-1]:
+            raise ValueError(f"{p}: not a globeflow evaluate report (no 'metrics' key)")
+    return reports
+
+
 def compare_reports(paths: list[str | os.PathLike], out: str | os.PathLike | None = None) -> str:
     """``globeflow compare``: one table across ``evaluate`` reports (named by file stem), written to
     ``out`` (Markdown) when given; warns in the table when the reports evaluated different data."""
     if not paths:
         raise ValueError("compare needs at least one report")
-    reports = []
-    for p in paths:
-        try:
-            reports.append(json.loads(Path(p).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{p}: not a readable evaluate report ({e})") from None
-        if "metrics" not in reports[-1]:
-            raise ValueError(f"{p}: not a globeflow evaluate report (no 'metrics' key)")
+    reports = read_reports(paths)
     table = markdown_table(reports, [Path(p).stem for p in paths])
     fingerprints = {r.get("data", {}).get("fingerprint") for r in reports}
     if len(fingerprints) > 1:

@@ -19,7 +19,7 @@ from .network import GeoAdaLNMLP, NetworkConfig, network_config_from_dict
 from .paths import DiffusionPath, PathKind, make_path
 from .schedules import Schedule, ScheduleConfig
 
-__all__ = ["ModelConfig", "GeoFlowModel", "SamplerConfig", "DEFAULT_SAMPLER", "model_config_from_dict", "build_model"]
+__all__ = ["ModelConfig", "GeoFlowModel", "SamplerConfig", "DEFAULT_SAMPLER", "PUBLISHED_SAMPLER", "model_config_from_dict", "build_model"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,15 @@ DEFAULT_SAMPLER: dict[str, SamplerConfig] = {
     "rfm": SamplerConfig(method="rk4", steps=16),
     "fm": SamplerConfig(method="rk4", steps=16),
     "diffusion": SamplerConfig(method="ddim", steps=64),
+}
+
+
+#: The published package's samplers (its pipeline's defaults): Euler with its step for rfm, Euler in
+#: R^3 for fm, DDIM for diffusion, 250 steps each. Used to reproduce published numbers.
+PUBLISHED_SAMPLER: dict[str, SamplerConfig] = {
+    "rfm": SamplerConfig(method="euler", steps=250, step="published"),
+    "fm": SamplerConfig(method="euler", steps=250),
+    "diffusion": SamplerConfig(method="ddim", steps=250),
 }
 
 

@@ -26,7 +26,7 @@ from .api import Geolocator
 from .checkpoint import atomic_write_text
 from .density import MapConfig
 
-__all__ = ["PHOTO_ANSWERS", "PHOTO_FORMATS", "predict_photos_to_file", "photo_rows"]
+__all__ = ["PHOTO_ANSWERS", "PHOTO_FORMATS", "predict_photos_to_file", "photo_rows", "sample_answers"]
 
 #: Answers for photo folders, sized for ~10 s a photo on 2 CPU cores with the default model size
 #: (dim 256): 128 samples with exact densities and a nside-16 map (~370 km cells, ~700 exact
@@ -58,7 +58,7 @@ def _flat(report: dict[str, Any], top_k: int, countries: int = 3) -> dict[str, A
     return row
 
 
-def _sample_answers(geolocator: Geolocator, emb: torch.Tensor, config: AnswerConfig, seed: int) -> list[dict]:
+def sample_answers(geolocator: Geolocator, emb: torch.Tensor, config: AnswerConfig, seed: int) -> list[dict]:
     """Answers of a model without a density: best guess and country probabilities of samples."""
     from . import places
 
@@ -96,7 +96,7 @@ def photo_rows(geolocator: Geolocator, encoder: Any, records: Sequence[Any], *, 
                 if geolocator.has_density:
                     answers = answer_images(geolocator, emb_t, config=config, seed=seed + start)
                 else:
-                    answers = [(a, None) for a in _sample_answers(geolocator, emb_t, config, seed + start)]
+                    answers = [(a, None) for a in sample_answers(geolocator, emb_t, config, seed + start)]
                 for j, (report, dmap) in zip(kept.tolist(), answers):
                     rec = part[j]
                     meta = {"id": rec.id, "source": rec.source}

@@ -27,7 +27,8 @@ from matplotlib.lines import Line2D
 
 from .checkpoint import atomic_write_bytes
 
-__all__ = ["DYNAMIC_RANGE_NATS", "density_map_png", "reliability_png", "error_cdf_png", "error_map_png", "map_pixel"]
+__all__ = ["DYNAMIC_RANGE_NATS", "density_map_png", "reliability_png", "error_cdf_png", "error_map_png", "map_pixel",
+           "sample_plate_carree"]
 
 # Colours span the top 10 nats of log-density (a factor e^10 ~ 22,000 in density); everything
 # fainter is left transparent, so the map shows where the mass is rather than a uniform wash.
@@ -92,7 +93,7 @@ def _check_point(lat: float, lon: float, what: str) -> None:
         raise ValueError(f"{what} must be (lat in [-90, 90], lon in [-180, 180]) degrees, got ({lat}, {lon})")
 
 
-def _sample_map(values: np.ndarray, nside: int, nest: bool, width: int, height: int) -> tuple[np.ndarray, ...]:
+def sample_plate_carree(values: np.ndarray, nside: int, nest: bool, width: int, height: int) -> tuple[np.ndarray, ...]:
     """The HEALPix map at each pixel centre of a ``height x width`` plate carree grid.
 
     Returns ``(lon (width,), lat (height,), field (height, width))``, row 0 at the north.
@@ -139,7 +140,7 @@ def density_map_png(path: str | os.PathLike, log_density: np.ndarray, *, nest: b
     # Sample at the resolution the map axes will have on screen: one HEALPix look-up per pixel.
     map_w = max(2, round(_MAP_RECT[2] * width_px))
     map_h = max(1, round(_MAP_RECT[3] * width_px * _MAP_HEIGHT_RATIO))
-    lon, lat, field = _sample_map(values, nside, nest, map_w, map_h)
+    lon, lat, field = sample_plate_carree(values, nside, nest, map_w, map_h)
     top = float(values[np.isfinite(values)].max())
     shown = np.ma.masked_less(field, top - DYNAMIC_RANGE_NATS)  # -inf included
     image = ax.imshow(shown, cmap=_CMAP, vmin=top - DYNAMIC_RANGE_NATS, vmax=top, extent=(-180, 180, -90, 90),

@@ -50,6 +50,9 @@ class DirectGeolocator(Locator):
         # would change a flow model's answer, so asking for it here is an error rather than a no-op.
         if solver.get("cfg"):
             raise ValueError(f"guidance (cfg={solver['cfg']}) applies to flow models only, not to trained baselines")
+        if solver.get("protocol", "globeflow") != "globeflow":
+            raise ValueError(f"the {solver['protocol']} sampling protocol applies to flow models only, "
+                             "not to trained baselines")
 
     def sample_xyz(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, seed: int | None = 0,
                    **solver: Any) -> Tensor:

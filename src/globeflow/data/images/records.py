@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from globeflow.data.embeddings import DatasetError
 
-__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "UnreadableImageError", "ImageRecord", "ImageSource"]
+__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "UnreadableImageError", "ImageRecord", "ImageSource", "decode_image"]
 
 # Order matters: it is the order in which extensions are tried for an id without one, and the
 # order of preference when a WebDataset sample has several image members.
@@ -93,7 +93,7 @@ class ImageRecord:
         Pillow's ``DecompressionBombWarning`` may still be issued (above its own limit) before
         the error. Safe to call from several threads.
         """
-        return _decode(self.read_bytes(), self.source, max_pixels)
+        return decode_image(self.read_bytes(), self.source, max_pixels)
 
 
 def _tar_member_bytes(shard: str, member: str) -> bytes:
@@ -104,7 +104,9 @@ def _tar_member_bytes(shard: str, member: str) -> bytes:
         return extracted.read()
 
 
-def _decode(data: bytes, source: str, max_pixels: int | None) -> Image.Image:
+def decode_image(data: bytes, source: str, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+    """Encoded image bytes -> a fully loaded, upright RGB image; :class:`UnreadableImageError` (naming
+    ``source``) for a non-image, a truncated or corrupt file, or more than ``max_pixels`` pixels."""
     # Pillow only warns between 1x and 2x its MAX_IMAGE_PIXELS; the explicit check decides. The
     # warning is not silenced here: catch_warnings is process-wide and open() runs in threads.
     try:

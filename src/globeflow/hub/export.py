@@ -1,0 +1,101 @@
+"""A trained globeflow model -> a hub-layout folder with a model card, ready to push and pull.
+
+``globeflow export RUN DIR --report eval.json`` writes ``config.json`` + ``model.safetensors`` (the
+published layout, so the published package loads the network too), ``globeflow.json`` (model type,
+schedule, encoder) and ``README.md`` (a model card with the evaluation table). ``hf upload owner/name
+DIR`` pushes it; ``--model hf:owner/name`` pulls and loads it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..checkpoint import CheckpointError
+from .layout import GLOBEFLOW_NAME, write_model_folder
+
+__all__ = ["export_model", "model_card", "EXPORT_FORMAT"]
+
+#: Version of ``globeflow.json``; bump when its fields change meaning.
+EXPORT_FORMAT = 1
+
+_KIND_TEXT = {
+    "rfm": "Riemannian flow matching on the sphere S^2 (exact, normalised density)",
+    "fm": "flow matching in R^3, projected to the sphere",
+    "diffusion": "diffusion in R^3 (DDIM sampling), projected to the sphere",
+}
+
+
+def export_model(run: str | os.PathLike, out: str | os.PathLike, *, reports: list[str | os.PathLike] = (),
+                 name: str | None = None) -> Path:
+    """Write the flow model at ``run`` (run directory, checkpoint or hub spec) into ``out`` in the hub
+    layout, with a model card holding the table of the given ``globeflow evaluate`` reports."""
+    from ..api import Geolocator, load_locator
+    from ..evaluation import read_reports
+
+    locator = load_locator(run, device="cpu")
+    if not isinstance(locator, Geolocator):
+        raise CheckpointError(f"{run}: a {locator.config.kind} baseline; the hub layout holds the flow network "
+                              "(rfm, fm, diffusion) only")
+    loaded = read_reports(reports)
+    name = name or Path(out).name
+    meta = {"format": EXPORT_FORMAT, "globeflow_version": __version__, "model_config": locator.config.to_dict(),
+            "encoder": locator.encoder, "source": {k: v for k, v in locator.source.items() if k != "path"}}
+    card = model_card(name, locator.config.to_dict(), locator.encoder,
+                      [(Path(p).stem, r) for p, r in zip(reports, loaded)])
+    return write_model_folder(out, locator.model.network, meta, card)
+
+
+def model_card(name: str, model_config: dict[str, Any], encoder: str | None,
+               reports: list[tuple[str, dict[str, Any]]] = ()) -> str:
+    """The ``README.md`` of an exported model: hub metadata, what the model is, how to use it, and
+    its evaluation table (one row per ``(name, report)``)."""
+    from ..evaluation import markdown_table
+
+    net, kind = model_config["network"], model_config["kind"]
+    params = _parameter_count(net)
+    lines = ["---", "library_name: globeflow", "tags:", "- globeflow", "- geolocation", "- flow-matching",
+             "- model_hub_mixin", "---", "", f"# {name}", "",
+             f"A [globeflow](https://pypi.org/project/globeflow/) geolocation model: given an image embedding, "
+             f"a probability distribution over the globe. Model type: {_KIND_TEXT.get(kind, kind)}.", "",
+             "| | |", "|---|---|",
+             f"| type | `{kind}` |",
+             f"| image encoder | `{encoder or 'unknown'}` (embedding dimension {net['cond_dim']}) |",
+             f"| network | GeoAdaLNMLP, dim {net['dim']}, depth {net['depth']}, expansion {net['expansion']}, "
+             f"{params / 1e6:.2f} M parameters |",
+             f"| noise schedule | {_schedule_text(model_config['schedule'])} |",
+             f"| time-embedding frequencies | `{net.get('time_frequencies', 'endpoint')}` |", "",
+             "## Use", "", "```bash",
+             f"globeflow predict --model hf:OWNER/{name} photos/ --out answers.csv   # or a local copy: --model DIR",
+             "```", "",
+             "```python", "from globeflow.hub import load_hub_locator", "",
+             f'locator = load_hub_locator("hf:OWNER/{name}")', "latlon = locator.predict(embeddings)  # (B, 2) degrees",
+             "```", "",
+             f"`config.json` and `model.safetensors` follow the published PLONK layout (`PyTorchModelHubMixin`), "
+             f"so the published package's `Plonk.from_pretrained` loads the network as well; `{GLOBEFLOW_NAME}` "
+             "holds what the layout does not (model type, schedule, encoder).", ""]
+    if reports:
+        lines += ["## Evaluation", "", "Point predictions and exact densities, by `globeflow evaluate`:", "",
+                  markdown_table([r for _, r in reports], [n for n, _ in reports]), ""]
+        for n, r in reports:
+            data, sampler = r.get("data", {}), r.get("sampler") or {}
+            lines.append(f"- `{n}`: {data.get('path', '?')} ({r.get('metrics', {}).get('n', '?')} rows, fingerprint "
+                         f"`{str(data.get('fingerprint', '?'))[:12]}`), sampler {sampler.get('method', '?')} "
+                         f"{sampler.get('steps', '?')} steps, guidance {sampler.get('guidance', '?')}, "
+                         f"point strategy `{r.get('predict', {}).get('strategy', '?')}`")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _schedule_text(schedule: dict[str, Any]) -> str:
+    if schedule.get("name") == "sigmoid":
+        return f"sigmoid (start {schedule['start']:g}, end {schedule['end']:g}, tau {schedule['tau']:g})"
+    return str(schedule.get("name"))
+
+
+def _parameter_count(net: dict[str, Any]) -> int:
+    from ..network import GeoAdaLNMLP, network_config_from_dict
+
+    return sum(p.numel() for p in GeoAdaLNMLP(network_config_from_dict(net)).parameters())

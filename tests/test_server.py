@@ -1,0 +1,178 @@
+"""``globeflow serve``'s JSON API on a real server: answers, limits, JSON errors, the queue, assets.
+
+A tiny random model with the real offline encoder answers; every bad request must get a 4xx JSON
+error naming the problem, and the server must go on answering good requests afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+
+import numpy as np
+import pytest
+from PIL import Image
+
+httpx = pytest.importorskip("httpx")
+
+from globeflow.density import DensityMap  # noqa: E402
+from globeflow.plotting import DYNAMIC_RANGE_NATS  # noqa: E402
+from globeflow.server import background_server, density_grid  # noqa: E402
+
+from server_helpers import jpeg_bytes, tiny_predictor  # noqa: E402
+
+LIMIT = 60_000  # bytes: small, so that the oversized upload stays small too
+
+
+@pytest.fixture(scope="module")
+def url():
+    with background_server(tiny_predictor(max_upload_bytes=LIMIT, max_pixels=1_000_000)) as base:
+        yield base
+
+
+def _post(url, data: bytes, name="photo.jpg", **fields):
+    return httpx.post(f"{url}/api/predict", files={"image": (name, data, "application/octet-stream")},
+                      data={k: str(v) for k, v in fields.items()}, timeout=60)
+
+
+def _error(response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code
+    return body["error"]["message"]
+
+
+def test_health_names_the_model_and_the_limits(url):
+    h = httpx.get(f"{url}/api/health").json()
+    assert h["status"] == "ok" and h["model"]["kind"] == "rfm" and h["model"]["encoder"] == "efficientnet-lite0@32"
+    assert h["limits"]["max_upload_bytes"] == LIMIT and h["queue"]["max_pending"] == 32
+
+
+def test_predict_answers_with_places_countries_regions_and_the_density_grid(url):
+    r = _post(url, jpeg_bytes(), seed=3)
+    assert r.status_code == 200, r.text
+    a = r.json()
+    probabilities = [m["probability"] for m in a["top_k"]]
+    assert 1 <= len(probabilities) <= 3 and probabilities == sorted(probabilities, reverse=True)
+    assert all(0 < p <= 1 for p in probabilities) and sum(probabilities) <= 1 + 1e-9
+    assert all(m["place"]["country_code"] or m["place"]["name"] for m in a["top_k"])
+    assert abs(sum(c["probability"] for c in a["countries"])) <= 1 + 1e-9
+    areas = [c["area_km2"] for c in a["credible_regions"]]
+    assert areas == sorted(areas) and areas[-1] <= 4 * np.pi * 6371.0 ** 2 * 1.001  # nested regions
+    assert a["localizability"]["bits"] > -0.5 and a["settings"]["seed"] == 3 and a["image"]["width"] == 48
+    grid = a["density"]
+    values = np.frombuffer(base64.b64decode(grid["data"]), dtype=np.uint8)
+    assert values.size == grid["width"] * grid["height"] == 72 * 36 and values.max() == 255
+    # Same photo and seed: the same answer; another guidance: a re-sampled one, recorded.
+    assert _post(url, jpeg_bytes(), seed=3).json()["top_k"] == a["top_k"]
+    assert _post(url, jpeg_bytes(), seed=3, guidance=2).json()["settings"]["guidance"] == 2.0
+
+
+def test_density_grid_quantises_the_top_nats():
+    """The top cell is 255, a cell DYNAMIC_RANGE_NATS below it is 1, anything fainter is 0."""
+    nside = 2
+    logp = np.full(12 * nside ** 2, -50.0)
+    logp[0], logp[1], logp[2] = 3.0, 3.0 - DYNAMIC_RANGE_NATS, 3.0 - DYNAMIC_RANGE_NATS / 2
+    dmap = DensityMap(logp, np.full_like(logp, nside))
+    grid = density_grid(dmap, 720)
+    values = set(np.frombuffer(base64.b64decode(grid["data"]), dtype=np.uint8).tolist())
+    assert values == {0, 1, 128, 255} and grid["max_log_density"] == 3.0
+
+
+def test_bad_uploads_get_json_errors_and_the_server_keeps_answering(url):
+    good = jpeg_bytes()
+    truncated = good[: len(good) // 2]
+    assert "cannot decode" in _error(_post(url, truncated), 422, "unreadable_image")
+    _error(_post(url, b"this is not an image at all", name="notes.txt"), 415, "not_an_image")
+    noise = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    big = io.BytesIO()
+    Image.fromarray(noise).save(big, format="PNG")  # incompressible: ~120 KB > the 60 KB limit
+    assert len(big.getvalue()) > LIMIT
+    assert str(LIMIT) in _error(_post(url, big.getvalue()), 413, "upload_too_large")
+    bomb = io.BytesIO()
+    Image.new("1", (2000, 1000)).save(bomb, format="PNG")  # a few hundred bytes, 2 M pixels > 1 M allowed
+    assert len(bomb.getvalue()) < 2000
+    assert "decompression bomb" in _error(_post(url, bomb.getvalue()), 413, "image_too_large")
+    _error(_post(url, good, guidance="lots"), 422, "bad_parameter")
+    _error(_post(url, good, guidance=99), 422, "bad_parameter")
+    _error(httpx.post(f"{url}/api/predict", data={"x": "1"}), 422, "missing_image")
+    _error(_post(url, b""), 422, "empty_image")
+    _error(httpx.get(f"{url}/api/nothing-here"), 404, "http_error")
+    assert _post(url, good).status_code == 200
+
+
+def test_twenty_concurrent_requests_all_complete(url):
+    colours = [(10 * i, 200 - 5 * i, 90) for i in range(20)]
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(lambda c: _post(url, jpeg_bytes(c)), colours))
+    assert [r.status_code for r in responses] == [200] * 20
+    assert httpx.get(f"{url}/api/health").json()["queue"]["pending"] == 0
+
+
+def test_a_full_queue_answers_503_and_recovers():
+    """With one slot, a request arriving while another is being answered is refused at once."""
+    release = threading.Event()
+    predictor = tiny_predictor(max_pending=1)
+    answer = predictor.answer
+
+    def slow(*args):
+        release.wait(30)
+        return answer(*args)
+
+    predictor.answer = slow
+    with background_server(predictor) as base, ThreadPoolExecutor(1) as pool:
+        first = pool.submit(_post, base, jpeg_bytes())
+        while httpx.get(f"{base}/api/health").json()["queue"]["pending"] == 0:
+            pass
+        busy = _post(base, jpeg_bytes())
+        assert "busy" in _error(busy, 503, "busy") and busy.headers["retry-after"] == "1"
+        release.set()
+        assert first.result().status_code == 200
+        assert _post(base, jpeg_bytes()).status_code == 200
+
+
+def test_schema_and_assets_are_local(url):
+    schema = httpx.get(f"{url}/api/openapi.json").json()
+    body = schema["paths"]["/api/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["required"] == ["image"] and {"guidance", "seed"} <= set(body["properties"])
+    assert httpx.get(f"{url}/docs").status_code == 404  # Swagger UI would load scripts from a CDN
+    page = httpx.get(url)
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    static = resources.files("globeflow.server") / "static"
+    for name in ("index.html", "app.js", "app.css"):
+        text = (static / name).read_text()
+        assert "http://" not in text and "https://" not in text, f"{name} refers to another server"
+        assert httpx.get(f"{url}/static/{name}").status_code == 200
+    world = httpx.get(f"{url}/assets/world.json").json()
+    assert len(world["rings"]) > 200
+    lon, lat = np.concatenate([np.asarray(r) for r in world["rings"]]).T
+    assert lon.min() >= -180 and lon.max() <= 180 and lat.min() >= -90 and lat.max() <= 90
+
+
+def test_serve_without_a_model_trains_the_demo_model_first(tmp_path, monkeypatch):
+    """No --model and no demo model yet: the Blue Marble demo runs once, then its model is served."""
+    import globeflow.demo_blue_marble as demo
+    import globeflow.server.run as run
+
+    calls = []
+
+    def fake_demo(out, **kwargs):  # stands in for the 10-minute training: writes a model where it would
+        calls.append(out)
+        tiny_predictor().locator.save(out / "rfm")
+
+    monkeypatch.setattr(run, "DEFAULT_MODEL", tmp_path / "demo" / "rfm")
+    monkeypatch.setattr(demo, "run_blue_marble_demo", fake_demo)
+    predictor = run.load_predictor(progress=False)
+    assert calls == [tmp_path / "demo"] and predictor.encoder.name == "efficientnet-lite0@32"
+    run.load_predictor(progress=False)
+    assert len(calls) == 1  # the second start finds the model
+
+
+def test_serve_with_a_missing_model_is_a_clear_cli_error(tmp_path, capsys):
+    from globeflow.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "absent")]) == 2
+    assert "absent" in capsys.readouterr().err
