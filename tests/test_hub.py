@@ -196,6 +196,9 @@ def test_export_writes_the_published_layout_and_round_trips(tmp_path, hub_cache,
     card = (out / "README.md").read_text()
     geoscore = json.loads(report.read_text())["metrics"]["geoscore"]
     assert card.startswith("---\nlibrary_name: globeflow") and f"| val-report | {geoscore:.0f} |" in card
+    from globeflow.evaluation import file_sha256
+    meta = json.loads((out / GLOBEFLOW_NAME).read_text())
+    assert meta["source"]["sha256"] == file_sha256(run / "checkpoint.safetensors") and meta["encoder"] == "streetclip"
     # Pulled back as a folder and from the hub cache: same type, encoder and function.
     original = load_locator(run)
     emb, gamma = torch.randn(5, COND, generator=g), torch.rand(5, generator=g)
@@ -207,6 +210,23 @@ def test_export_writes_the_published_layout_and_round_trips(tmp_path, hub_cache,
         with torch.no_grad():
             assert torch.equal(loaded.model.network(x, gamma, emb), original.model.network(x, gamma, emb))
     assert load_locator("hf:me/my-model").source["revision"] == "main"
+
+
+def test_export_refuses_a_report_of_other_weights(tmp_path):
+    run = _own_model(tmp_path)
+    report = tmp_path / "other.json"
+    report.write_text(json.dumps({"metrics": {"geoscore": 4000.0, "n": 10}, "checkpoint": {"sha256": "ab" * 32}}))
+    with pytest.raises(ValueError, match="other.json: evaluated weights with sha256 ababab"):
+        export_model(run, tmp_path / "exp", reports=[report])
+    assert "| other | 4000 |" in (export_model(run, tmp_path / "exp", reports=[report], any_report=True)
+                                  / "README.md").read_text()
+
+
+def test_mode_and_grid_refuse_a_sampler_protocol():
+    locator = load_locator(f"plonk-osv5m:{FIXTURE}")
+    for strategy in ("mode", "grid"):
+        with pytest.raises(ValueError, match="likelihood ODE"):
+            locator.predict(torch.zeros(1, COND), strategy=strategy, protocol="published")
 
 
 def test_export_inconsistent_folder_is_an_error(tmp_path):

@@ -207,7 +207,7 @@ def test_folder_with_corrupt_and_truncated_images(tmp_path):
     image = by_id["good"].open()
     assert image.mode == "RGB" and image.size == (8, 8)
     reasons = {
-        "corrupt": "not an image (format not recognised)",
+        "corrupt": "not an image (format not recognised; accepted: JPEG",
         "truncated": "cannot decode image: image file is truncated",
     }
     for name, reason in reasons.items():
@@ -671,3 +671,34 @@ def test_argument_errors(tmp_path):
 @pytest.mark.parametrize("module", [images_module, exif_module])
 def test_all_names_import(module):
     assert module.__all__ and all(hasattr(module, name) for name in module.__all__)
+
+
+def test_sixteen_bit_and_float_images_keep_their_tones():
+    """convert("RGB") alone clips 16-bit values above 255 (a white image); decoding rescales them."""
+    from globeflow.data.images.records import decode_image
+
+    ramp = np.linspace(0, 60000, 64 * 32).reshape(32, 64).astype(np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")
+    rgb = np.asarray(decode_image(buf.getvalue(), "ramp16.png"), dtype=np.float64)
+    assert rgb.shape == (32, 64, 3)
+    np.testing.assert_allclose(rgb[..., 0], ramp / 257.0, atol=0.51)
+    floats = io.BytesIO()
+    Image.fromarray(np.linspace(-1, 3, 100, dtype=np.float32).reshape(10, 10), mode="F").save(floats, format="TIFF")
+    grey = np.asarray(decode_image(floats.getvalue(), "f.tif"))[..., 0]
+    assert grey.min() == 0 and grey.max() == 255 and np.all(np.diff(grey.reshape(-1).astype(int)) >= 0)
+
+
+def test_only_photo_formats_are_decoded():
+    """EPS would run Ghostscript on the data; it is refused as 'not an image' before any decoder runs."""
+    from globeflow.data.images.records import IMAGE_FORMATS, UnreadableImageError, decode_image
+
+    eps = io.BytesIO()
+    Image.new("RGB", (20, 10), (10, 20, 30)).save(eps, format="EPS")
+    with pytest.raises(UnreadableImageError, match="not an image") as err:
+        decode_image(eps.getvalue(), "drawing.eps")
+    assert "drawing.eps" in str(err.value) and all(f in str(err.value) for f in IMAGE_FORMATS)
+    for fmt in ("WEBP", "TIFF", "GIF", "BMP"):
+        buf = io.BytesIO()
+        Image.new("RGB", (20, 10), (10, 20, 30)).save(buf, format=fmt)
+        assert decode_image(buf.getvalue(), f"x.{fmt.lower()}").size == (20, 10)

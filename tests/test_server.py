@@ -87,6 +87,9 @@ def test_bad_uploads_get_json_errors_and_the_server_keeps_answering(url):
     truncated = good[: len(good) // 2]
     assert "cannot decode" in _error(_post(url, truncated), 422, "unreadable_image")
     _error(_post(url, b"this is not an image at all", name="notes.txt"), 415, "not_an_image")
+    eps = io.BytesIO()
+    Image.new("RGB", (20, 10)).save(eps, format="EPS")  # PostScript: never handed to Ghostscript
+    _error(_post(url, eps.getvalue(), name="x.eps"), 415, "not_an_image")
     noise = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
     big = io.BytesIO()
     Image.fromarray(noise).save(big, format="PNG")  # incompressible: ~120 KB > the 60 KB limit
@@ -96,12 +99,42 @@ def test_bad_uploads_get_json_errors_and_the_server_keeps_answering(url):
     Image.new("1", (2000, 1000)).save(bomb, format="PNG")  # a few hundred bytes, 2 M pixels > 1 M allowed
     assert len(bomb.getvalue()) < 2000
     assert "decompression bomb" in _error(_post(url, bomb.getvalue()), 413, "image_too_large")
-    _error(_post(url, good, guidance="lots"), 422, "bad_parameter")
+    assert "..." in _error(_post(url, good, guidance="lots" * 100), 422, "bad_parameter")  # not echoed whole
     _error(_post(url, good, guidance=99), 422, "bad_parameter")
     _error(httpx.post(f"{url}/api/predict", data={"x": "1"}), 422, "missing_image")
     _error(_post(url, b""), 422, "empty_image")
     _error(httpx.get(f"{url}/api/nothing-here"), 404, "http_error")
     assert _post(url, good).status_code == 200
+
+
+def test_a_trickled_upload_times_out_and_frees_its_slot():
+    """A client that never finishes its upload gets 408, and its slot is free again."""
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    with background_server(tiny_predictor(read_timeout_s=0.5, max_pending=1)) as base:
+        where = urlparse(base)
+        with socket.create_connection((where.hostname, where.port)) as s:
+            s.sendall(b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                      b"Content-Length: 5000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"image\"; "
+                      b"filename=\"a.jpg\"\r\n\r\n\xff\xd8")
+            t0, reply = time.monotonic(), ""
+            s.settimeout(10)
+            while "}}" not in reply and time.monotonic() - t0 < 10:  # headers and the JSON body
+                chunk = s.recv(65536).decode("latin-1")
+                if not chunk:
+                    break
+                reply += chunk
+        assert reply.startswith("HTTP/1.1 408") and '"upload_timeout"' in reply
+        assert httpx.get(f"{base}/api/health").json()["queue"]["pending"] == 0
+        assert _post(base, jpeg_bytes()).status_code == 200
+
+
+def test_responses_carry_the_security_headers(url):
+    for response in (httpx.get(url), httpx.get(f"{url}/api/health"), _post(url, b"nope")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-security-policy"].startswith("default-src 'self'")
 
 
 def test_twenty_concurrent_requests_all_complete(url):

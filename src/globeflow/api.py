@@ -227,8 +227,11 @@ class Geolocator(Locator):
 
     def point_sampler(self, strategy: str = "geoscore", steps: int | None = None, cfg: float | None = None,
                       method: str | None = None, protocol: str = "globeflow") -> SamplerConfig:
-        """The sampler :meth:`predict` draws with for ``strategy`` ("geoscore", "single"): unguided by
-        default, guidance 2 for a single sample (the published recipe)."""
+        """The sampler :meth:`predict` draws with for ``strategy``: unguided by default, guidance 2 for
+        a single sample (the published recipe). ``mode`` and ``grid`` solve the likelihood ODE instead
+        (RK4, ``steps`` or 16), which is what their config describes."""
+        if strategy in ("mode", "grid"):
+            return SamplerConfig(method="rk4", steps=steps or 16, guidance=cfg or 0.0)
         return self.sampler(steps, cfg if cfg is not None else (2.0 if strategy == "single" else 0.0), method,
                             protocol=protocol)
 
@@ -274,6 +277,9 @@ class Geolocator(Locator):
         ``protocol="published"`` samples with the published sampler (Euler or DDIM, 250 steps); with
         ``strategy="single"`` that is the published evaluation protocol.
         """
+        if strategy in ("mode", "grid") and (protocol != "globeflow" or method is not None):
+            raise ValueError(f"point strategy {strategy!r} solves the likelihood ODE (RK4), so a sampler "
+                             f"protocol or method does not apply; use 'single' or 'geoscore' with them")
         if strategy == "mode":
             latlon, logp = self.sample_with_log_prob(embeddings, num_samples, steps=steps or 16,
                                                      cfg=cfg or 0.0, seed=seed)

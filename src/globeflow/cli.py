@@ -44,7 +44,8 @@ _MODEL_HELP = ("the model: a run directory or checkpoint, a hub-layout folder, h
 
 
 def _add_model_arg(p: argparse.ArgumentParser, data_help: str) -> None:
-    p.add_argument("inputs", nargs="+", metavar="[MODEL] DATA", help=data_help)
+    p.add_argument("inputs", nargs="+", metavar="PATH",
+                   help=f"the model (unless --model is given), then the data: {data_help}")
     p.add_argument("--model", default=None, help=_MODEL_HELP)
 
 
@@ -185,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--report", action="append", default=[],
                     help="globeflow evaluate report (JSON) for the model card's table; repeatable")
     ex.add_argument("--name", default=None, help="model name in the card (default: the folder's name)")
+    ex.add_argument("--any-report", action="store_true",
+                    help="accept reports of other weights (by default each must have evaluated this model)")
 
     sub.add_parser("models", help="list the published models that --model accepts by name")
 
@@ -369,7 +372,7 @@ def _cmd_compare(a: argparse.Namespace) -> int:
 def _cmd_export(a: argparse.Namespace) -> int:
     from .hub import export_model
 
-    folder = export_model(a.run, a.out, reports=a.report, name=a.name)
+    folder = export_model(a.run, a.out, reports=a.report, name=a.name, any_report=a.any_report)
     print(json.dumps({"out": str(folder), "files": sorted(p.name for p in folder.iterdir() if p.is_file())}))
     return 0
 
@@ -385,6 +388,10 @@ def _cmd_models(a: argparse.Namespace) -> int:
 def _cmd_serve(a: argparse.Namespace) -> int:
     from .server import ServeConfig, load_predictor, serve
 
+    import math
+
+    if not (math.isfinite(a.max_upload_mb) and a.max_upload_mb > 0):
+        raise ValueError(f"--max-upload-mb must be a positive number, got {a.max_upload_mb}")
     defaults = ServeConfig()
     config = dataclasses.replace(defaults, max_upload_bytes=int(a.max_upload_mb * 1024 * 1024),
                                  max_pending=a.max_pending,

@@ -29,11 +29,15 @@ _KIND_TEXT = {
 
 
 def export_model(run: str | os.PathLike, out: str | os.PathLike, *, reports: list[str | os.PathLike] = (),
-                 name: str | None = None) -> Path:
+                 name: str | None = None, any_report: bool = False) -> Path:
     """Write the flow model at ``run`` (run directory, checkpoint or hub spec) into ``out`` in the hub
-    layout, with a model card holding the table of the given ``globeflow evaluate`` reports."""
+    layout, with a model card holding the table of the given ``globeflow evaluate`` reports.
+
+    Each report must have evaluated these weights (its checkpoint sha256 equals the model's), so
+    that the card cannot show another model's numbers; ``any_report=True`` skips the check.
+    """
     from ..api import Geolocator, load_locator
-    from ..evaluation import read_reports
+    from ..evaluation import file_sha256, read_reports
 
     locator = load_locator(run, device="cpu")
     if not isinstance(locator, Geolocator):
@@ -41,8 +45,16 @@ def export_model(run: str | os.PathLike, out: str | os.PathLike, *, reports: lis
                               "(rfm, fm, diffusion) only")
     loaded = read_reports(reports)
     name = name or Path(out).name
+    # Provenance without local paths: the card and globeflow.json are meant to be published.
+    source = {k: v for k, v in locator.source.items() if k not in ("path", "spec")}
+    source.setdefault("sha256", file_sha256(locator.source["path"]))
+    for path, report in zip(reports, loaded):
+        evaluated = (report.get("checkpoint") or {}).get("sha256")
+        if not any_report and evaluated != source["sha256"]:
+            raise ValueError(f"{path}: evaluated weights with sha256 {str(evaluated)[:12]}..., not this model's "
+                             f"({source['sha256'][:12]}...); pass --any-report to include it anyway")
     meta = {"format": EXPORT_FORMAT, "globeflow_version": __version__, "model_config": locator.config.to_dict(),
-            "encoder": locator.encoder, "source": {k: v for k, v in locator.source.items() if k != "path"}}
+            "encoder": locator.encoder, "source": source}
     card = model_card(name, locator.config.to_dict(), locator.encoder,
                       [(Path(p).stem, r) for p, r in zip(reports, loaded)])
     return write_model_folder(out, locator.model.network, meta, card)
@@ -81,7 +93,8 @@ def model_card(name: str, model_config: dict[str, Any], encoder: str | None,
                   markdown_table([r for _, r in reports], [n for n, _ in reports]), ""]
         for n, r in reports:
             data, sampler = r.get("data", {}), r.get("sampler") or {}
-            lines.append(f"- `{n}`: {data.get('path', '?')} ({r.get('metrics', {}).get('n', '?')} rows, fingerprint "
+            rows, where = r.get("metrics", {}).get("n", "?"), Path(str(data.get("path", "?"))).name
+            lines.append(f"- `{n}`: {where} ({rows} rows, fingerprint "
                          f"`{str(data.get('fingerprint', '?'))[:12]}`), sampler {sampler.get('method', '?')} "
                          f"{sampler.get('steps', '?')} steps, guidance {sampler.get('guidance', '?')}, "
                          f"point strategy `{r.get('predict', {}).get('strategy', '?')}`")

@@ -124,9 +124,13 @@ def resolve_spec(spec: str | os.PathLike) -> HubSource:
 def _registry_match(folder: Path, repo_id: str | None = None) -> PublishedModel | None:
     """The published model a repository id or a folder's path names (``.../PLONK_OSV_5M_flow`` or a hub
     cache path ``.../models--nicolas-dufour--PLONK_OSV_5M_flow/snapshots/<commit>``)."""
-    parts = set(folder.resolve().parts) | set(folder.parts)
+    names = set()
+    for f in (folder, folder.resolve()):
+        names.add(f.name)
+        if f.parent.name == "snapshots":
+            names.add(f.parent.parent.name)
     for m in PUBLISHED_MODELS.values():
-        if m.repo_id == repo_id or m.repo_name in parts or f"models--{m.repo_id.replace('/', '--')}" in parts:
+        if m.repo_id == repo_id or m.repo_name in names or f"models--{m.repo_id.replace('/', '--')}" in names:
             return m
     return None
 

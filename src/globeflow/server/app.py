@@ -12,6 +12,8 @@ spools large parts only to the system's temporary folder.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from importlib import resources
 from typing import Any
@@ -22,6 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..data.images.records import UnreadableImageError
@@ -32,6 +35,11 @@ __all__ = ["create_app", "ApiError"]
 
 #: Room for the multipart envelope (boundaries, headers, small fields) around the image itself.
 FORM_OVERHEAD = 64 * 1024
+#: Sent with every response: the page loads nothing from elsewhere, and browsers must not guess types.
+SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+                                               "frame-ancestors 'none'",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+log = logging.getLogger("globeflow.server")
 
 
 class ApiError(Exception):
@@ -50,7 +58,7 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_form(request: Request, limit: int) -> FormData:
+async def _read_form(request: Request, limit: int, timeout: float) -> FormData:
     """The multipart form, refusing bodies over ``limit`` (+ envelope) without reading them whole."""
     cap = limit + FORM_OVERHEAD
     length = request.headers.get("content-length")
@@ -67,9 +75,12 @@ async def _read_form(request: Request, limit: int) -> FormData:
         return message
 
     try:
-        return await Request(request.scope, receive).form(max_files=1, max_fields=8)
+        return await asyncio.wait_for(Request(request.scope, receive).form(max_files=1, max_fields=8), timeout)
     except _TooLarge:
         raise ApiError(413, "upload_too_large", f"upload exceeds the limit of {limit} bytes") from None
+    except asyncio.TimeoutError:
+        # A client that trickles its upload would otherwise hold a queue slot forever.
+        raise ApiError(408, "upload_timeout", f"the upload did not arrive within {timeout:g} s") from None
 
 
 def _number(form: FormData, request: Request, name: str, default: float, low: float, high: float,
@@ -80,10 +91,16 @@ def _number(form: FormData, request: Request, name: str, default: float, low: fl
     try:
         value = int(str(raw)) if integer else float(str(raw))
     except ValueError:
-        raise ApiError(422, "bad_parameter", f"{name} must be a{'n integer' if integer else ' number'}, got {raw!r}") from None
+        raise ApiError(422, "bad_parameter",
+                       f"{name} must be a{'n integer' if integer else ' number'}, got {_short(raw)}") from None
     if not (math.isfinite(value) and low <= value <= high):
-        raise ApiError(422, "bad_parameter", f"{name} must be in [{low:g}, {high:g}], got {raw!r}")
+        raise ApiError(422, "bad_parameter", f"{name} must be in [{low:g}, {high:g}], got {_short(raw)}")
     return value
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(str(value))
+    return text if len(text) <= limit else text[:limit] + "...'"
 
 
 def create_app(predictor: Predictor) -> FastAPI:
@@ -110,8 +127,15 @@ def create_app(predictor: Predictor) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # The server keeps answering; the message names the failure without a traceback.
-        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        # The server keeps answering. Details go to the server's log, not to the client.
+        log.error("unexpected error answering %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal_error", "internal error; the server's log has the details")
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -138,7 +162,7 @@ def create_app(predictor: Predictor) -> FastAPI:
     async def predict(request: Request) -> JSONResponse:
         try:
             async with queue.slot():
-                form = await _read_form(request, config.max_upload_bytes)
+                form = await _read_form(request, config.max_upload_bytes, config.read_timeout_s)
                 upload = form.get("image")
                 if not isinstance(upload, UploadFile):
                     raise ApiError(422, "missing_image", "send the photo as the multipart form field 'image'")
@@ -153,6 +177,8 @@ def create_app(predictor: Predictor) -> FastAPI:
                 answer = await queue.run(predictor.answer, data, name, guidance, seed)
         except Busy as exc:
             return _error(503, "busy", f"the server is busy ({exc}); retry in a moment", {"Retry-After": "1"})
+        except ClientDisconnect:
+            return _error(400, "client_disconnected", "the client went away before the upload arrived")
         except UnreadableImageError as exc:
             reason = exc.reason
             if reason.startswith("decompression bomb"):

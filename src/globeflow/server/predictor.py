@@ -36,10 +36,12 @@ class ServeConfig:
     max_pixels: int = 50_000_000
     #: Requests in progress at once (reading, waiting or being answered); the next gets 503.
     max_pending: int = 32
+    #: Seconds a client may take to send its upload (a slow client holds a slot meanwhile); then 408.
+    read_timeout_s: float = 30.0
     max_guidance: float = 10.0
     #: Density raster sent to the page: width x width/2 plate carree cells.
     grid_width: int = 360
-    #: Chosen for latency on a CPU (about 4 s per photo with the demo model on 2 cores): 8 RK4 steps and
+    #: Chosen for latency on a CPU (about 6 s per photo with the demo model on 2 cores): 8 RK4 steps and
     #: a nside-16 map (~440 km cells) refined around 48 cells; its 90% region was within 10% of a
     #: nside-32, 16-step map's on a demo photo. ``globeflow map`` makes the fine maps.
     answers: AnswerConfig = field(default_factory=lambda: AnswerConfig(
@@ -49,6 +51,8 @@ class ServeConfig:
         for name in ("max_upload_bytes", "max_pixels", "max_pending", "grid_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.read_timeout_s > 0:
+            raise ValueError(f"read_timeout_s must be > 0, got {self.read_timeout_s}")
         if self.grid_width % 2:
             raise ValueError(f"grid_width must be even, got {self.grid_width}")
 
@@ -87,9 +91,12 @@ class Predictor:
 
         from PIL import Image
 
+        from .assets import world_outlines_json
+
         buf = io.BytesIO()
         Image.new("RGB", (64, 64), (90, 120, 160)).save(buf, format="PNG")
         self.answer(buf.getvalue(), "warm-up.png")
+        world_outlines_json()
 
     def answer(self, data: bytes, source: str, guidance: float = 0.0, seed: int = 0) -> dict[str, Any]:
         """Answer for one encoded image; raises ``UnreadableImageError`` for a bad one."""

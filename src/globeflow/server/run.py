@@ -40,10 +40,26 @@ def load_predictor(model: str | os.PathLike | None = None, *, encoder: str | Non
     name = encoder or locator.encoder
     if name is None:
         raise ValueError(f"{model}: the checkpoint does not name its image encoder; pass --encoder")
-    predictor = Predictor(locator, load_encoder(name, encoder_path, device=locator.device), config, name=str(model))
+    predictor = Predictor(locator, load_encoder(name, encoder_path, device=locator.device), config,
+                          name=_public_name(model))
     if warm_up:
         predictor.warm_up()
     return predictor
+
+
+def _public_name(model: str | os.PathLike) -> str:
+    """What the page and ``/api/health`` call the model: a hub name as given, a local path by its last
+    two parts (``demo/rfm``), so that the server's folders are not shown to every client."""
+    from ..hub import is_hub_spec
+    from ..hub.registry import HUB_PREFIX, PUBLISHED_MODELS
+
+    text = str(model)
+    alias = text.partition(":")[0]
+    if text.startswith(HUB_PREFIX) or text in PUBLISHED_MODELS:
+        return text
+    if alias in PUBLISHED_MODELS and is_hub_spec(text):
+        return f"{alias} (local copy)"
+    return "/".join(Path(text).parts[-2:])
 
 
 def serve(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:

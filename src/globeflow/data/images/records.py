@@ -11,17 +11,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from globeflow.data.embeddings import DatasetError
 
-__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "UnreadableImageError", "ImageRecord", "ImageSource", "decode_image"]
+__all__ = ["IMAGE_EXTENSIONS", "IMAGE_FORMATS", "MAX_PIXELS", "UnreadableImageError", "ImageRecord", "ImageSource", "decode_image"]
 
 # Order matters: it is the order in which extensions are tried for an id without one, and the
 # order of preference when a WebDataset sample has several image members.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 # Pillow's own default limit; images with more pixels are refused before decoding.
 MAX_PIXELS = 89_478_485
+#: The only decoders Pillow may use: photo formats. Without the list, ``Image.open`` tries every
+#: plugin, EPS included, whose ``load()`` runs Ghostscript on the data (a hazard for uploads).
+#: (Multi-picture JPEGs, MPO, are opened by the JPEG decoder.)
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+# Register every plugin now: ``Image.open(formats=...)`` looks the names up before its lazy init.
+Image.init()
 
 Metadata = dict[str, Union[str, int, float]]
 
@@ -110,7 +117,7 @@ def decode_image(data: bytes, source: str, max_pixels: int | None = MAX_PIXELS) 
     # Pillow only warns between 1x and 2x its MAX_IMAGE_PIXELS; the explicit check decides. The
     # warning is not silenced here: catch_warnings is process-wide and open() runs in threads.
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             pixels = image.width * image.height
             if max_pixels is not None and pixels > max_pixels:
                 raise UnreadableImageError(
@@ -119,17 +126,36 @@ def decode_image(data: bytes, source: str, max_pixels: int | None = MAX_PIXELS) 
                     f"exceeds the limit of {max_pixels}",
                 )
             image.load()
-            return _upright(image).convert("RGB")
+            return _to_8bit(_upright(image)).convert("RGB")
     except UnreadableImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # The warning arrives here as an exception when warnings are errors (-W error).
         raise UnreadableImageError(source, f"decompression bomb: {exc}") from exc
     except UnidentifiedImageError:
-        raise UnreadableImageError(source, "not an image (format not recognised)") from None
+        raise UnreadableImageError(source, f"not an image (format not recognised; accepted: "
+                                           f"{', '.join(IMAGE_FORMATS)})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Truncated or corrupt image data.
         raise UnreadableImageError(source, f"cannot decode image: {exc}") from exc
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit and float greyscale -> 8-bit ``L``: ``convert("RGB")`` would clip every value above 255,
+    turning a 16-bit photo almost entirely white. 16-bit data (and 32-bit data within its range) is
+    divided by 257 (65535 -> 255), 8-bit-range integers are kept, anything else is scaled from its
+    minimum (or 0) to its maximum."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    low, high = min(float(values.min()), 0.0), float(values.max())
+    if image.mode.startswith("I;16") or (image.mode == "I" and 255 < high <= 65535 and low >= 0):
+        top = 65535.0
+    elif image.mode == "I" and high <= 255 and low >= 0:
+        top = 255.0
+    else:
+        values, top = values - low, max(high - low, 1e-12)
+    return Image.fromarray(np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8), mode="L")
 
 
 def _upright(image: Image.Image) -> Image.Image:

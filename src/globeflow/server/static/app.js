@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, result: null, rings: [], view: null, grid: null, busy: false, pending: false };
+const state = { file: null, result: null, rings: [], view: null, grid: null, busy: false, pending: false, photo: 0 };
 const canvas = $("map");
 const ctx = canvas.getContext("2d");
 
@@ -169,6 +169,7 @@ async function predict() {
   if (!state.file) return;
   if (state.busy) { state.pending = true; return; } // one request at a time; re-send the latest settings after
   state.busy = true;
+  const photo = state.photo; // a reply for an earlier photo is dropped (the latest is re-sent after)
   $("error").hidden = true;
   $("status").textContent = "Locating\u2026";
   const form = new FormData();
@@ -177,11 +178,16 @@ async function predict() {
   form.append("seed", "0");
   try {
     const response = await fetch("/api/predict", { method: "POST", body: form });
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+    let body = null;
+    try { body = await response.json(); } catch (e) { body = null; } // e.g. a proxy's HTML error page
+    if (!response.ok || body === null) {
+      throw new Error(body && body.error ? body.error.message : `the server answered HTTP ${response.status}`);
+    }
+    if (photo !== state.photo) return;
     showResult(body);
     $("status").textContent = `Answered in ${body.seconds.toFixed(1)} s (guidance ${body.settings ? body.settings.guidance : $("guidance").value}).`;
   } catch (err) {
+    if (photo !== state.photo) return;
     $("status").textContent = "";
     $("error").textContent = err.message;
     $("error").hidden = false;
@@ -192,7 +198,9 @@ async function predict() {
 }
 function chooseFile(file) {
   if (!file) return;
+  if (state.busy) state.pending = true;
   state.file = file;
+  state.photo += 1;
   const img = $("photo");
   img.src = URL.createObjectURL(file);
   img.hidden = false;
@@ -210,6 +218,7 @@ $("guidance").addEventListener("input", (e) => { $("guidance-value").textContent
 $("guidance").addEventListener("change", predict);
 canvas.addEventListener("wheel", (e) => {
   e.preventDefault();
+  if (e.deltaY === 0) return; // a sideways scroll: no zoom
   const rect = canvas.getBoundingClientRect(), s = canvas.width / rect.width;
   zoomAt((e.clientX - rect.left) * s, (e.clientY - rect.top) * s, e.deltaY < 0 ? 1.25 : 0.8);
 }, { passive: false });
