@@ -37,6 +37,10 @@ the time features above ``F`` radians per unit gamma (30: the slowest 39 of 64 f
 about five periods over the path), a smoother random field on which the solvers' orders show (the
 features' standardisation still sees the cut ones, so some fast variation remains).
 
+With network access, ``--weights plonk-osv5m`` (or ``plonk-yfcc``, ``plonk-inat``, or ``NAME:DIR`` for a
+local copy) runs the same comparison on the released weights instead of random ones: the trained
+field is what the speed-up at equal quality should finally be judged on.
+
 Timing uses one thread by default: the ratios are what this measures, and on a busy machine two
 threads per process ran 2-4x slower and erratically, one did not. The load average is recorded.
 
@@ -190,6 +194,18 @@ def build_published_network(pub: Published, scale: float, bandwidth: float | Non
     return net, {"reinitialised_layers": len(zeroed), "time_features_cut": cut}
 
 
+def released_weights(spec: str) -> tuple[Path, dict]:
+    """The folder of a released RFM model (downloaded into the Hugging Face cache when needed). The
+    embeddings stay random: what decides the solvers' accuracy is how the trained field varies along
+    the path, and an RFM field is RFM whatever its condition."""
+    from globeflow.hub import resolve_spec
+
+    source = resolve_spec(spec)
+    if source.kind != "rfm":
+        sys.exit(f"--weights {spec}: a {source.kind} model; this benchmark compares the RFM samplers")
+    return source.folder, {"weights": spec, **source.origin}
+
+
 def globeflow_model(folder: Path, device: torch.device) -> GeoFlowModel:
     """The saved published folder loaded the way users load a released checkpoint."""
     net = load_published_network(folder)
@@ -202,7 +218,7 @@ def max_output_difference(net: nn.Module, model: GeoFlowModel, device: torch.dev
     g = torch.Generator().manual_seed(11)
     x = geo.uniform((rows,), generator=g).to(device)
     gamma = torch.rand(rows, generator=g).to(device)
-    emb = torch.randn(rows, NETWORK["cond_dim"], generator=g).to(device)
+    emb = torch.randn(rows, model.cond_dim, generator=g).to(device)
     with torch.no_grad():
         ours = model.network(x, gamma, emb)
         theirs = net({"y": x, "gamma": gamma, "emb": emb})
@@ -360,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="cut the time features above this many radians per unit gamma (default: keep all)")
     # One thread: the ratios are what this measures, and on a busy two-core machine two threads
     # per process ran 2-4x slower and erratically (oversubscription); one thread did not.
+    p.add_argument("--weights", default=None,
+                   help="released weights instead of random ones: a published RFM model (plonk-osv5m, plonk-yfcc, "
+                        "plonk-inat; downloaded by huggingface_hub) or NAME:DIR for a local copy")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
@@ -375,8 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         links, folder = Path(tmp) / "site", Path(tmp) / "model"
         links.mkdir()
         pub = import_published(Path(a.plonk_site), links)
-        net, init = build_published_network(pub, a.reinit_scale, a.time_bandwidth)
-        net.save_pretrained(folder)
+        if a.weights is None:
+            net, init = build_published_network(pub, a.reinit_scale, a.time_bandwidth)
+            net.save_pretrained(folder)
+        else:
+            folder, init = released_weights(a.weights)
+            net = pub.Plonk.from_pretrained(str(folder)).eval()
         model = globeflow_model(folder, device)
     net = net.to(device)
     diff = max_output_difference(net, model, device)
@@ -384,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"diff-plonk {pub.version}; stand-ins for {', '.join(pub.stubbed)}; outputs agree to {diff:.2g}", flush=True)
 
     g = torch.Generator().manual_seed(1)
-    emb = torch.randn(a.images, NETWORK["cond_dim"], generator=g).to(device)
+    emb = torch.randn(a.images, model.cond_dim, generator=g).to(device)
     x0 = geo.uniform((a.images, a.samples), generator=g).to(device)
     x0_other = geo.uniform((a.images, a.samples), generator=g).to(device)  # for the noise floor only
     rows = make_rows(pub, net, model, emb, x0, a.guidance)
@@ -430,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wall time {wall:.0f} s")
 
     result = {
-        "config": {**{k: v for k, v in vars(a).items() if k != "out"}, "network": NETWORK, "schedule": SCHEDULE,
+        "config": {**{k: v for k, v in vars(a).items() if k != "out"}, "network": {k: getattr(model.config.network, k) for k in NETWORK}, "schedule": SCHEDULE,
                    **init},
         "torch": torch.__version__, "diff_plonk": pub.version, "stubbed_modules": pub.stubbed,
         "device": str(device), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
