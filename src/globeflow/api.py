@@ -152,8 +152,7 @@ def load_locator(path: str | os.PathLike, device: str | torch.device | None = No
 
     if is_hub_spec(path):
         return load_hub_locator(path, device)
-    _check_model_path(path)
-    ckpt = load_checkpoint(path, prefixes=("ema", "model"))
+    ckpt = _read_model_checkpoint(path)
     if (ckpt.meta.get("model_config") or {}).get("kind") in HEAD_KINDS:
         from .baselines.locator import DirectGeolocator
 
@@ -161,13 +160,15 @@ def load_locator(path: str | os.PathLike, device: str | torch.device | None = No
     return Geolocator.from_checkpoint(ckpt, device)
 
 
-def _check_model_path(path: str | os.PathLike) -> None:
-    """A missing path that looks like a model name gets the list of names, not just "no checkpoint"."""
+def _read_model_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """A run's inference weights (EMA when present). A missing path that looks like a model name gets
+    the list of names, not just "no checkpoint"."""
     from .hub import PUBLISHED_MODELS
 
     if not Path(path).exists() and os.sep not in str(path) and "." not in Path(path).name:
         raise CheckpointError(f"{path}: no such run directory or checkpoint, and not a model name; published "
                               f"models: {', '.join(PUBLISHED_MODELS)} (or hf:owner/name for a hub repository)")
+    return load_checkpoint(path, prefixes=("ema", "model"))
 
 
 class Geolocator(Locator):
@@ -193,8 +194,7 @@ class Geolocator(Locator):
 
         if is_hub_spec(path):
             return load_hub_locator(path, device)
-        _check_model_path(path)
-        return cls.from_checkpoint(load_checkpoint(path, prefixes=("ema", "model")), device)
+        return cls.from_checkpoint(_read_model_checkpoint(path), device)
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device | None = None) -> "Geolocator":
@@ -239,11 +239,13 @@ class Geolocator(Locator):
                    cfg: float | None = None, method: str | None = None, seed: int | None = 0,
                    protocol: str = "globeflow") -> Tensor:
         """Samples as unit vectors ``(B, S, 3)`` on the model's device."""
+        return self._draw(embeddings, num_samples, self.sampler(steps, cfg, method, protocol=protocol), seed)
+
+    def _draw(self, embeddings: Tensor | np.ndarray, num_samples: int, sampler: SamplerConfig,
+              seed: int | None) -> Tensor:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        gen = self._generator(seed)
-        sampler = self.sampler(steps, cfg, method, protocol=protocol)
-        return self.model.sample(self._embeddings(embeddings), num_samples, sampler, generator=gen)
+        return self.model.sample(self._embeddings(embeddings), num_samples, sampler, generator=self._generator(seed))
 
     def sample(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, steps: int | None = None,
                cfg: float | None = None, method: str | None = None, seed: int | None = 0,
@@ -289,11 +291,8 @@ class Geolocator(Locator):
             return torch.tensor([m.argmax() for m in maps], dtype=torch.float64)
         if strategy not in ("geoscore", "single"):
             raise ValueError(f"unknown point strategy {strategy!r}; expected one of {', '.join(POINT_STRATEGIES)}")
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         sampler = self.point_sampler(strategy, steps, cfg, method, protocol)
-        xyz = self.model.sample(self._embeddings(embeddings), num_samples if strategy == "geoscore" else 1,
-                                sampler, generator=self._generator(seed))
+        xyz = self._draw(embeddings, num_samples if strategy == "geoscore" else 1, sampler, seed)
         best = best_expected_geoscore(xyz.double()) if strategy == "geoscore" else xyz[:, 0].double()
         return geo.xyz_to_latlon(best).cpu()
 

@@ -198,8 +198,7 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
             predict_kwargs.get("method"), protocol=predict_kwargs.get("protocol", "globeflow")))
         if isinstance(geolocator, Geolocator) else None,
         "predict": {k: v for k, v in predict_kwargs.items()},
-        "checkpoint": {"sha256": geolocator.source.get("sha256") or file_sha256(geolocator.source["path"]),
-                       **geolocator.source},
+        "checkpoint": {**geolocator.source, "sha256": file_sha256(geolocator.source["path"])},
         "data": info.to_dict(),
         "seconds": round(time.time() - t0, 2),
     }

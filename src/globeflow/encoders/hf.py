@@ -34,7 +34,8 @@ from .base import (IMAGENET_MEAN, IMAGENET_STD, Encoder, EncoderUnavailableError
                    resize_shortest, to_rgb, to_tensor)
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "SIGLIP_MEAN", "SIGLIP_STD", "STREETCLIP_ID", "CLIPVisionEncoder", "DINOv2RegEncoder",
-           "HFVisionEncoder", "SiglipVisionEncoder", "StreetCLIPEncoder", "hub_options", "local_folder"]
+           "HFVisionEncoder", "SiglipVisionEncoder", "StreetCLIPEncoder", "hub_failure", "hub_options",
+           "local_folder"]
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -63,6 +64,15 @@ def hub_options() -> dict[str, Any]:
     if cache:
         options["cache_dir"] = cache
     return options
+
+
+def hub_failure(options: dict[str, Any], err: BaseException) -> str:
+    """``"<mode>, in <cache>: <first line of the error>"`` for a hub load that failed with ``options``
+    (from :func:`hub_options`): what a user needs to see to fix it."""
+    mode = "offline (HF_HUB_OFFLINE)" if options["local_files_only"] else "online"
+    cache = f"cache {options['cache_dir']}" if "cache_dir" in options else "the default Hugging Face cache"
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+    return f"{mode}, in {cache}: {reason}"
 
 
 class HFVisionEncoder(Encoder):
@@ -120,11 +130,8 @@ class HFVisionEncoder(Encoder):
         try:
             model = getattr(transformers, cls.model_class).from_pretrained(source, **options)
         except OSError as err:
-            mode = "offline (HF_HUB_OFFLINE)" if options["local_files_only"] else "online"
-            cache = f"cache {options['cache_dir']}" if "cache_dir" in options else "the default Hugging Face cache"
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
             raise EncoderUnavailableError(
-                name, f"transformers.{cls.model_class}.from_pretrained({source!r}) {mode}, in {cache}: {reason}"
+                name, f"transformers.{cls.model_class}.from_pretrained({source!r}) {hub_failure(options, err)}"
             ) from err
         return cls(model.float(), name=name, image_size=cls.default_image_size(model.config))
 

@@ -47,7 +47,7 @@ def export_model(run: str | os.PathLike, out: str | os.PathLike, *, reports: lis
     name = name or Path(out).name
     # Provenance without local paths: the card and globeflow.json are meant to be published.
     source = {k: v for k, v in locator.source.items() if k not in ("path", "spec")}
-    source.setdefault("sha256", file_sha256(locator.source["path"]))
+    source["sha256"] = file_sha256(locator.source["path"])
     for path, report in zip(reports, loaded):
         evaluated = (report.get("checkpoint") or {}).get("sha256")
         if not any_report and evaluated != source["sha256"]:
@@ -55,19 +55,19 @@ def export_model(run: str | os.PathLike, out: str | os.PathLike, *, reports: lis
                              f"({source['sha256'][:12]}...); pass --any-report to include it anyway")
     meta = {"format": EXPORT_FORMAT, "globeflow_version": __version__, "model_config": locator.config.to_dict(),
             "encoder": locator.encoder, "source": source}
-    card = model_card(name, locator.config.to_dict(), locator.encoder,
+    parameters = sum(p.numel() for p in locator.model.network.parameters())
+    card = model_card(name, locator.config.to_dict(), locator.encoder, parameters,
                       [(Path(p).stem, r) for p, r in zip(reports, loaded)])
     return write_model_folder(out, locator.model.network, meta, card)
 
 
-def model_card(name: str, model_config: dict[str, Any], encoder: str | None,
+def model_card(name: str, model_config: dict[str, Any], encoder: str | None, parameters: int,
                reports: list[tuple[str, dict[str, Any]]] = ()) -> str:
     """The ``README.md`` of an exported model: hub metadata, what the model is, how to use it, and
     its evaluation table (one row per ``(name, report)``)."""
     from ..evaluation import markdown_table
 
     net, kind = model_config["network"], model_config["kind"]
-    params = _parameter_count(net)
     lines = ["---", "library_name: globeflow", "tags:", "- globeflow", "- geolocation", "- flow-matching",
              "- model_hub_mixin", "---", "", f"# {name}", "",
              f"A [globeflow](https://pypi.org/project/globeflow/) geolocation model: given an image embedding, "
@@ -76,7 +76,7 @@ def model_card(name: str, model_config: dict[str, Any], encoder: str | None,
              f"| type | `{kind}` |",
              f"| image encoder | `{encoder or 'unknown'}` (embedding dimension {net['cond_dim']}) |",
              f"| network | GeoAdaLNMLP, dim {net['dim']}, depth {net['depth']}, expansion {net['expansion']}, "
-             f"{params / 1e6:.2f} M parameters |",
+             f"{parameters / 1e6:.2f} M parameters |",
              f"| noise schedule | {_schedule_text(model_config['schedule'])} |",
              f"| time-embedding frequencies | `{net.get('time_frequencies', 'endpoint')}` |", "",
              "## Use", "", "```bash",
@@ -106,9 +106,3 @@ def _schedule_text(schedule: dict[str, Any]) -> str:
     if schedule.get("name") == "sigmoid":
         return f"sigmoid (start {schedule['start']:g}, end {schedule['end']:g}, tau {schedule['tau']:g})"
     return str(schedule.get("name"))
-
-
-def _parameter_count(net: dict[str, Any]) -> int:
-    from ..network import GeoAdaLNMLP, network_config_from_dict
-
-    return sum(p.numel() for p in GeoAdaLNMLP(network_config_from_dict(net)).parameters())

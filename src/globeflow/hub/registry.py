@@ -168,7 +168,7 @@ def download(repo_id: str, revision: str | None = None, *, hint: str = "") -> Pa
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError
 
-    from ..encoders.hf import hub_options
+    from ..encoders.hf import hub_failure, hub_options
 
     options = hub_options()
     try:
@@ -176,12 +176,9 @@ def download(repo_id: str, revision: str | None = None, *, hint: str = "") -> Pa
                                         allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, GLOBEFLOW_NAME, CARD_NAME],
                                         **options))
     except (OSError, ValueError, HfHubHTTPError) as err:
-        mode = "offline (HF_HUB_OFFLINE)" if options["local_files_only"] else "online"
-        cache = options.get("cache_dir", "the default Hugging Face cache")
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
         offline = f"; without network, copy the repository to a folder and pass {hint}" if hint else ""
-        raise CheckpointError(f"{repo_id}: cannot get the model from the Hugging Face hub ({mode}, cache {cache}): "
-                              f"{reason}{offline}") from err
+        raise CheckpointError(f"{repo_id}: cannot get the model from the Hugging Face hub, "
+                              f"{hub_failure(options, err)}{offline}") from err
     if not is_model_folder(folder):
         raise CheckpointError(f"{repo_id}: the repository has no {CONFIG_NAME} + {WEIGHTS_NAME} (got "
                               f"{sorted(p.name for p in folder.iterdir())} in {folder})")
@@ -191,7 +188,6 @@ def download(repo_id: str, revision: str | None = None, *, hint: str = "") -> Pa
 def load_hub_locator(spec: str | os.PathLike, device: Any = None):
     """A :class:`~globeflow.api.Geolocator` for a hub model spec, with its encoder's name and provenance."""
     from ..api import Geolocator
-    from ..evaluation import file_sha256
     from ..models import GeoFlowModel
 
     source = resolve_spec(spec)
@@ -201,8 +197,7 @@ def load_hub_locator(spec: str | os.PathLike, device: Any = None):
     model = GeoFlowModel(replace(base, network=network.config))
     model.network = network
     locator = Geolocator(model, device, encoder=source.encoder)
-    weights = source.folder / WEIGHTS_NAME
-    locator.source = {**source.origin, "path": str(weights), "sha256": file_sha256(weights)}
+    locator.source = {**source.origin, "path": str(source.folder / WEIGHTS_NAME)}
     return locator
 
 
