@@ -145,8 +145,46 @@ def map_rows(tmp: Path) -> Any:
     return out
 
 
+def train_runs(tmp: Path) -> Any:
+    """Short runs of the trainer: the logged losses, the saved configs and the EMA weights' statistics."""
+    from globeflow.checkpoint import load_checkpoint
+
+    out = {}
+    for kind, flags in (("rfm", ["--lr", 3e-3, "--cond-drop", 0.2]), ("vmf-mixture", ["--components", 2]),
+                        ("diffusion", ["--optimizer", "lamb"])):
+        run = tmp / kind
+        _cli("train", KNOWN, "--out", run, "--model", kind, "--dim", 16, "--depth", 1, "--steps", 12, "--batch-size", 8,
+             "--warmup-steps", 3, "--ckpt-every", 5, "--val", KNOWN, "--val-every", 6, "--seed", 3, "--no-progress",
+             *flags)
+        ckpt = load_checkpoint(run)
+        ema = ckpt.state("ema")
+        out[kind] = {"metrics": [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()],
+                     "config": _json(run / "config.json"), "step": ckpt.meta["step"],
+                     "ema": {k: [float(v.double().sum()), float(v.double().abs().sum()), v.reshape(-1)[:3].tolist()]
+                             for k, v in sorted(ema.items())}}
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Blue Marble: photos in.
+
+
+def embed(tmp: Path) -> Any:
+    """``globeflow embed`` of the patches: the part's rows and the embeddings' statistics."""
+    import pyarrow.parquet as pq
+
+    folder = tmp / "emb"
+    _cli("embed", FIXTURES / "blue_patches", "--out", folder, "--encoder", BLUE_ENCODER, "--unlabelled",
+         "--shard-rows", 2, "--no-progress")
+    parts = {}
+    for path in sorted(folder.glob("part-*.parquet")):
+        table = pq.read_table(path).to_pydict()
+        vectors = table.pop("embedding")
+        table["embedding"] = [[sum(v), sum(abs(x) for x in v), v[:4]] for v in vectors]
+        parts[path.name] = table
+    manifest = _json(folder / "embed.json")
+    manifest.pop("fingerprint")  # a hash over the photos' absolute paths: differs between checkouts
+    return {"manifest": manifest, "parts": parts, "skipped": (folder / "skipped.csv").read_text()}
 
 
 def photos(tmp: Path) -> Any:
@@ -180,6 +218,8 @@ CASES: dict[str, Callable[[Path], Any]] = {
     "log_prob": log_prob,
     "evaluate": evaluate,
     "map": map_rows,
+    "train": train_runs,
+    "embed": embed,
     "photos": photos,
     "server_answer": server_answer,
 }
