@@ -32,10 +32,10 @@ from typing import Any
 
 import torch
 
-from globeflow.baselines.evaluate import baseline_to_file
-from globeflow.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
+from globeflow.evaluation.baselines import baseline_to_file
+from globeflow.io import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
 from globeflow.evaluation import compare_reports, evaluate_to_file
-from globeflow.training import TrainConfig, train
+from globeflow.train import TrainConfig, train
 
 TRAINED = ("rfm", "fm", "diffusion", "vmf", "vmf-mixture", "geocell", "regression")
 
@@ -51,7 +51,7 @@ class Setup:
 
 
 def blue_marble_setup(work: Path, progress: bool) -> Setup:
-    from globeflow.demo_blue_marble import BlueMarbleDemoConfig, run_blue_marble_demo
+    from globeflow.apps.demos.blue_marble import BlueMarbleDemoConfig, run_blue_marble_demo
 
     cfg = BlueMarbleDemoConfig()
     run_blue_marble_demo(work, progress=progress)  # cached: builds data and the rfm model once
@@ -61,8 +61,8 @@ def blue_marble_setup(work: Path, progress: bool) -> Setup:
 
 
 def known_answer_setup(work: Path, progress: bool) -> Setup:
-    from globeflow.demo import DemoConfig, make_task_data
-    from globeflow.tasks.known_answer import default_task
+    from globeflow.apps.demos.known_answer import DemoConfig, make_task_data
+    from globeflow.apps.tasks.known_answer import default_task
 
     cfg = DemoConfig()
     train_path, test_path = make_task_data(default_task(), work / "data", cfg.train_rows, cfg.test_rows)
@@ -86,9 +86,9 @@ def known_answer_ceiling(test_path: Path) -> dict[str, float]:
     GeoScore of the Bayes-optimal guess."""
     import pyarrow.parquet as pq
 
-    from globeflow import geometry as geo
-    from globeflow.baselines.evaluate import read_arrays
-    from globeflow.tasks.known_answer import default_task
+    from globeflow import geo
+    from globeflow.evaluation.baselines import read_arrays
+    from globeflow.apps.tasks.known_answer import default_task
 
     task = default_task()
     latlon, emb, _, _ = read_arrays(test_path)

@@ -29,16 +29,16 @@ import healpy
 import numpy as np
 import torch
 
-from globeflow import geometry as geo
-from globeflow.api import Geolocator
-from globeflow.calibration import LEVELS, calibration_summary, hpd_ranks
-from globeflow.checkpoint import CHECKPOINT_NAME, atomic_write_text
-from globeflow.demo import DemoConfig, make_task_data
-from globeflow.density import MapConfig
-from globeflow.metrics import point_metrics
-from globeflow.points import best_expected_geoscore
-from globeflow.tasks.known_answer import default_task
-from globeflow.training import TrainConfig, train
+from globeflow import geo
+from globeflow.inference import Geolocator
+from globeflow.evaluation.calibration import LEVELS, calibration_summary, hpd_ranks
+from globeflow.io import CHECKPOINT_NAME, atomic_write_text
+from globeflow.apps.demos.known_answer import DemoConfig, make_task_data
+from globeflow.inference.density import MapConfig
+from globeflow.evaluation.metrics import point_metrics
+from globeflow.inference.points import best_expected_geoscore
+from globeflow.apps.tasks.known_answer import default_task
+from globeflow.train import TrainConfig, train
 
 
 def trained(work: Path, name: str, network: dict, config: TrainConfig) -> Geolocator:
@@ -68,8 +68,8 @@ def part_answers(a: argparse.Namespace) -> dict:
     calib = calibration_summary(u, samples_per_row=a.samples)
     truth = latlon.double()
     points = {
-        "single sample, w=2 (published)": g.predict(emb, strategy="single", cfg=2.0),
-        "single sample, w=0": g.predict(emb, strategy="single", cfg=0.0),
+        "single sample, w=2 (published)": g.predict(emb, strategy="single", guidance=2.0),
+        "single sample, w=0": g.predict(emb, strategy="single", guidance=0.0),
         f"mode seeking (densest of {a.samples})": samples[torch.arange(a.rows), lp_samples.argmax(1)],
         f"best expected GeoScore (of {a.samples})": geo.xyz_to_latlon(best_expected_geoscore(geo.latlon_to_xyz(samples))),
     }

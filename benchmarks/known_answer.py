@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
-from globeflow.api import Geolocator
-from globeflow.checkpoint import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
-from globeflow.demo import DemoConfig, known_answer_report, make_task_data
-from globeflow.models import SamplerConfig
-from globeflow.tasks.known_answer import default_task
-from globeflow.training import train
+from globeflow.inference import Geolocator
+from globeflow.io import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
+from globeflow.apps.demos.known_answer import DemoConfig, known_answer_report, make_task_data
+from globeflow.flow import SamplerConfig
+from globeflow.apps.tasks.known_answer import default_task
+from globeflow.train import train
 
 STEPS = (8, 16, 32, 64, 250)
 

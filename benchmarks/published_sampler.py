@@ -79,10 +79,10 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from globeflow import geometry as geo
-from globeflow.checkpoint import atomic_write_text
-from globeflow.hub import load_published_network
-from globeflow.models import GeoFlowModel, ModelConfig, SamplerConfig
+from globeflow import geo
+from globeflow.io import atomic_write_text
+from globeflow.inference import load_published_network
+from globeflow.flow import GeoFlowModel, ModelConfig, SamplerConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SITE = "/tmp/plonkenv/lib/python3.11/site-packages"
@@ -198,7 +198,7 @@ def released_weights(spec: str) -> tuple[Path, dict]:
     """The folder of a released RFM model (downloaded into the Hugging Face cache when needed). The
     embeddings stay random: what decides the solvers' accuracy is how the trained field varies along
     the path, and an RFM field is RFM whatever its condition."""
-    from globeflow.hub import resolve_spec
+    from globeflow.io.hub import resolve_spec
 
     source = resolve_spec(spec)
     if source.kind != "rfm":

@@ -35,7 +35,7 @@ RFM, FM, VMF, BLUE = (FIXTURES / n for n in ("known_rfm", "known_fm", "known_vmf
 
 
 def _cli(*args: Any) -> None:
-    from globeflow.cli import main
+    from globeflow.apps.cli import main
 
     code = main([str(a) for a in args])
     if code != 0:
@@ -147,7 +147,7 @@ def map_rows(tmp: Path) -> Any:
 
 def train_runs(tmp: Path) -> Any:
     """Short runs of the trainer: the logged losses, the saved configs and the EMA weights' statistics."""
-    from globeflow.checkpoint import load_checkpoint
+    from globeflow.io import load_checkpoint
 
     out = {}
     for kind, flags in (("rfm", ["--lr", 3e-3, "--cond-drop", 0.2]), ("vmf-mixture", ["--components", 2]),
@@ -199,9 +199,9 @@ def photos(tmp: Path) -> Any:
 
 
 def server_answer(tmp: Path) -> Any:
-    from globeflow.api import Geolocator
-    from globeflow.encoders import load_encoder
-    from globeflow.server import Predictor, ServeConfig
+    from globeflow.inference import Geolocator
+    from globeflow.data.encoders import load_encoder
+    from globeflow.apps.server import Predictor, ServeConfig
 
     locator = Geolocator.load(BLUE, device="cpu")
     predictor = Predictor(locator, load_encoder(BLUE_ENCODER), ServeConfig(), name="golden")

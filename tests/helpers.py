@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from globeflow import geometry as geo
+from globeflow import geo
 from globeflow.data import write_embeddings
 
 CENTRES = torch.tensor([[48.0, 2.0], [-33.0, 151.0], [40.0, -74.0], [0.0, 20.0]], dtype=torch.float64)

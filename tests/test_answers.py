@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from globeflow.answers import AnswerConfig, answer_images, localizability
-from globeflow.api import Geolocator
-from globeflow.density import MapConfig
-from globeflow.geometry import EARTH_RADIUS_KM
-from globeflow.models import GeoFlowModel, ModelConfig
-from globeflow.network import NetworkConfig
+from globeflow.inference.answers import AnswerConfig, answer_images, localizability
+from globeflow.inference import Geolocator
+from globeflow.inference.density import MapConfig
+from globeflow.geo import EARTH_RADIUS_KM
+from globeflow.flow import GeoFlowModel, ModelConfig
+from globeflow.flow.network import NetworkConfig
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +30,13 @@ SMALL = MapConfig(nside=16, start_nside=4, max_cells=64)
 
 @pytest.mark.parametrize("guidance", [0.0, 2.0])
 def test_model_density_maps_are_normalised_and_agree_with_log_prob(geolocator, guidance):
-    maps = geolocator.density_maps(EMB, SMALL, steps=16, cfg=guidance, num_samples=64)
+    maps = geolocator.density_maps(EMB, SMALL, steps=16, guidance=guidance, num_samples=64)
     for b, m in enumerate(maps):
         assert abs(m.mass() - 1.0) < 0.01, m.mass()
         assert m.log_density.max() - m.log_density.min() > 0.5  # not a trivial (uniform) density
         # Cells marked exact hold the log-density of their own centre.
         exact = np.flatnonzero(m.evaluated_nside == 16)[:5]
-        lp = geolocator.log_prob(EMB[b:b + 1].expand(len(exact), -1), m.centers_latlon(exact), steps=16, cfg=guidance)
+        lp = geolocator.log_prob(EMB[b:b + 1].expand(len(exact), -1), m.centers_latlon(exact), steps=16, guidance=guidance)
         assert np.allclose(m.log_density[exact], lp.numpy(), atol=1e-4)
 
 

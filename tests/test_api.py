@@ -5,11 +5,11 @@ import pytest
 import torch
 
 import globeflow
-from globeflow import geometry as geo
-from globeflow.api import Geolocator
-from globeflow.models import GeoFlowModel, ModelConfig
-from globeflow.network import NetworkConfig
-from globeflow.points import best_expected_geoscore, expected_geoscore
+from globeflow import geo
+from globeflow.inference import Geolocator
+from globeflow.flow import GeoFlowModel, ModelConfig
+from globeflow.flow.network import NetworkConfig
+from globeflow.inference.points import best_expected_geoscore, expected_geoscore
 
 
 def all_modules():

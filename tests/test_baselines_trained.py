@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from globeflow import geometry as geo
-from globeflow import grid
-from globeflow.api import Geolocator, load_locator
+from globeflow import geo
+from globeflow.geo import healpix as grid
+from globeflow.inference import Geolocator, load_locator
 from globeflow.baselines.direct import DirectConfig, DirectModel
 from globeflow.baselines.heads import GeocellHead, RegressionHead, VMFMixtureHead
-from globeflow.baselines.locator import DirectGeolocator
-from globeflow.checkpoint import CheckpointError, load_checkpoint
-from globeflow.cli import main
-from globeflow.network import NetworkConfig
-from globeflow.training import TrainConfig, train
+from globeflow.inference.head_locator import DirectGeolocator
+from globeflow.io import CheckpointError, load_checkpoint
+from globeflow.apps.cli import main
+from globeflow.flow.network import NetworkConfig
+from globeflow.train import TrainConfig, train
 
 from helpers import CENTRES, DIM, make_rows, write_dataset
 
@@ -186,7 +186,7 @@ def test_locator_answers_follow_the_head():
     latlon, lp = loc.sample_with_log_prob(emb, 16, seed=0)
     assert torch.allclose(lp, loc.log_prob(emb.repeat_interleave(16, 0), latlon.reshape(-1, 2)).reshape(3, 16), atol=1e-4)
     with pytest.raises(ValueError, match="guidance"):
-        loc.predict(emb, cfg=2.0)
+        loc.predict(emb, guidance=2.0)
     with pytest.raises(ValueError, match="'grid' is not available for a vmf baseline"):
         loc.predict(emb, strategy="grid")
 
@@ -235,7 +235,7 @@ def test_cli_rejects_a_bad_geocell_grid(data, tmp_path, capsys):
 
 
 def test_weights_of_another_size_are_named_not_a_torch_error(vmf_run, tmp_path):
-    from globeflow.checkpoint import save_checkpoint
+    from globeflow.io import save_checkpoint
 
     ckpt = load_checkpoint(vmf_run)
     config = dict(ckpt.meta["model_config"], network={**ckpt.meta["model_config"]["network"], "dim": 64})

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from globeflow import geometry as geo
-from globeflow.tasks import blue_marble as bm
+from globeflow import geo
+from globeflow.apps.tasks import blue_marble as bm
 
 SIZE_KM = 150.0
 

@@ -21,7 +21,7 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from globeflow.server import background_server  # noqa: E402
+from globeflow.apps.server.run import background_server  # noqa: E402
 
 from server_helpers import tiny_predictor, write_jpeg  # noqa: E402
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from globeflow.calibration import LEVELS, calibration_summary, coverage, hpd_ranks
+from globeflow.evaluation.calibration import LEVELS, calibration_summary, coverage, hpd_ranks
 
 
 def gaussian_logpdf(x, scale):

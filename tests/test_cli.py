@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from globeflow.cli import main
+from globeflow.apps.cli import main
 from globeflow.data import write_embeddings
 
 from helpers import make_rows, write_dataset

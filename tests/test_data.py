@@ -12,14 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from globeflow.data import (
-    Batch,
-    DatasetError,
-    DatasetInfo,
-    EmbeddingDataset,
-    InvalidRowError,
-    write_embeddings,
-)
+from globeflow.data import Batch, DatasetError, DatasetInfo, EmbeddingDataset, InvalidRowError, write_embeddings
 
 DIM = 8
 

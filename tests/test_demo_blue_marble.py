@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from globeflow import demo_blue_marble as demo
-from globeflow.tasks.blue_marble import BlueMarbleConfig
-from globeflow.training import TrainConfig
+from globeflow.apps.demos import blue_marble as demo
+from globeflow.apps.tasks.blue_marble import BlueMarbleConfig
+from globeflow.train import TrainConfig
 
 TINY = demo.BlueMarbleDemoConfig(
     task=BlueMarbleConfig(train_rows=300, test_rows=24, pixels=32),
@@ -49,12 +49,11 @@ def test_demo_reports_both_protocols_against_the_baselines(first_run):
 
 def test_a_second_run_reuses_the_embeddings_the_model_and_the_report(first_run, monkeypatch):
     out, report = first_run
-    import globeflow.encoders
 
     def no_encoder(*args, **kwargs):
         raise AssertionError("a second run must not embed again")
 
-    monkeypatch.setattr(globeflow.encoders, "load_encoder", no_encoder)
+    monkeypatch.setattr(demo, "load_encoder", no_encoder)  # the name the demo module calls
     cached = demo.run_blue_marble_demo(out, progress=False, config=TINY)
     assert cached["reused_report"] is True
     assert cached["protocols"] == json.loads(json.dumps(report["protocols"]))

@@ -13,7 +13,7 @@ from PIL import Image
 
 from globeflow.data import EmbeddingDataset
 from globeflow.data.images import read_images
-from globeflow.embedding import EmbedConfig, embed_to_dir, parse_shard, read_manifest
+from globeflow.data.embed import EmbedConfig, embed_to_dir, parse_shard, read_manifest
 
 
 class TinyEncoder(torch.nn.Module):
@@ -130,8 +130,8 @@ def test_parse_shard(monkeypatch):
 
 
 def test_training_records_the_encoder_of_its_embeddings(source, tmp_path):
-    from globeflow.api import Geolocator
-    from globeflow.training import TrainConfig, train
+    from globeflow.inference import Geolocator
+    from globeflow.train import TrainConfig, train
 
     out = tmp_path / "emb"
     embed_to_dir(source, TinyEncoder(name="tiny-v1"), out, config=EmbedConfig(shard_rows=4), progress=False)

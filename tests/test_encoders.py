@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-import globeflow.encoders as E
-from globeflow.encoders import EncoderUnavailableError, load_encoder
-from globeflow.encoders.base import IMAGENET_MEAN, IMAGENET_STD
-from globeflow.encoders.efficientnet import LITE_MEAN, LITE_STD, EfficientNetLite0, default_weights_path
-from globeflow.encoders.hf import CLIP_MEAN, CLIP_STD, SIGLIP_MEAN, SIGLIP_STD
+import globeflow.data.encoders as E
+from globeflow.data.encoders import EncoderUnavailableError, load_encoder
+from globeflow.data.encoders.base import IMAGENET_MEAN, IMAGENET_STD
+from globeflow.data.encoders.efficientnet import LITE_MEAN, LITE_STD, EfficientNetLite0, default_weights_path
+from globeflow.data.encoders.hf import CLIP_MEAN, CLIP_STD, SIGLIP_MEAN, SIGLIP_STD
 
 transformers = pytest.importorskip("transformers")
 

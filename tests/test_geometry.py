@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from globeflow import geometry as geo
+from globeflow import geo
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from globeflow import geometry as geo
-from globeflow import grid
+from globeflow import geo
+from globeflow.geo import healpix as grid
 
 
 @pytest.mark.parametrize("nside", [1, 4, 32])

@@ -17,15 +17,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from globeflow import geometry as geo
-from globeflow.api import Geolocator, load_locator
-from globeflow.checkpoint import CheckpointError
-from globeflow.cli import main
+from globeflow import geo
+from globeflow.inference import Geolocator, load_locator
+from globeflow.io import CheckpointError
+from globeflow.apps.cli import main
 from globeflow.data import write_embeddings
-from globeflow.hub import PUBLISHED_MODELS, export_model, is_hub_spec
-from globeflow.hub.layout import CONFIG_NAME, FREQS_KEY, GLOBEFLOW_NAME, PUBLISHED_CONFIG_KEYS, WEIGHTS_NAME
-from globeflow.models import GeoFlowModel, ModelConfig, SamplerConfig
-from globeflow.network import NetworkConfig, time_frequencies
+from globeflow.io.hub import PUBLISHED_MODELS, is_hub_spec
+from globeflow.apps.export import export_model
+from globeflow.io.hub_layout import CONFIG_NAME, FREQS_KEY, GLOBEFLOW_NAME, PUBLISHED_CONFIG_KEYS, WEIGHTS_NAME
+from globeflow.flow import GeoFlowModel, ModelConfig, SamplerConfig
+from globeflow.flow.network import NetworkConfig, time_frequencies
 
 FIXTURE = Path(__file__).parent / "fixtures" / "plonk_tiny"
 COND = 16  # the fixture's embedding dimension
@@ -196,7 +197,7 @@ def test_export_writes_the_published_layout_and_round_trips(tmp_path, hub_cache,
     card = (out / "README.md").read_text()
     geoscore = json.loads(report.read_text())["metrics"]["geoscore"]
     assert card.startswith("---\nlibrary_name: globeflow") and f"| val-report | {geoscore:.0f} |" in card
-    from globeflow.evaluation import file_sha256
+    from globeflow.io import file_sha256
     meta = json.loads((out / GLOBEFLOW_NAME).read_text())
     assert meta["source"]["sha256"] == file_sha256(run / "checkpoint.safetensors") and meta["encoder"] == "streetclip"
     # Pulled back as a folder and from the hub cache: same type, encoder and function.

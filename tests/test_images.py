@@ -22,13 +22,7 @@ import globeflow.data.exif as exif_module
 import globeflow.data.images as images_module
 from globeflow.data.embeddings import DatasetError
 from globeflow.data.exif import GPS_IFD, gps_from_exif, write_gps_exif
-from globeflow.data.images import (
-    ImageRecord,
-    UnreadableImageError,
-    detect_kind,
-    expand_braces,
-    read_images,
-)
+from globeflow.data.images import ImageRecord, UnreadableImageError, detect_kind, expand_braces, read_images
 
 # --------------------------------------------------------------------------------------------
 # Fixtures: tiny images, each a solid colour so a record can be traced to its file

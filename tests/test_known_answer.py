@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from globeflow import geometry as geo
-from globeflow.tasks import Component, KnownAnswerTask, default_task
-from globeflow.tasks.known_answer import _bayes_predictor_cached
+from globeflow import geo
+from globeflow.apps.tasks import Component, KnownAnswerTask, default_task
+from globeflow.apps.tasks.known_answer import _bayes_predictor_cached
 
 R = geo.EARTH_RADIUS_KM
 

@@ -3,12 +3,12 @@ import math
 import pytest
 import torch
 
-from globeflow import geometry as geo
-from globeflow import grid as hp
-from globeflow.likelihood import LOG_UNIFORM, divergence, log_prob_ode, sample_log_prob_ode
-from globeflow.models import GeoFlowModel, ModelConfig
-from globeflow.network import NetworkConfig
-from globeflow.schedules import make_schedule
+from globeflow import geo
+from globeflow.geo import healpix as hp
+from globeflow.flow.likelihood import LOG_UNIFORM, divergence, log_prob_ode, sample_log_prob_ode
+from globeflow.flow import GeoFlowModel, ModelConfig
+from globeflow.flow.network import NetworkConfig
+from globeflow.flow.schedules import make_schedule
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -142,7 +142,7 @@ def test_a_model_density_integrates_to_one_on_the_equal_area_grid(guidance):
 @pytest.mark.parametrize("guidance", [0.0, 2.0])
 def test_closed_form_model_divergence_equals_the_jvp_divergence(guidance):
     """``ModelField``'s ``e1.dN[e1] + e2.dN[e2] - 2 x.N`` is the Riemannian divergence of ``P_x N``."""
-    from globeflow.likelihood import ModelField
+    from globeflow.flow.likelihood import ModelField
 
     torch.manual_seed(1)
     model = GeoFlowModel(ModelConfig(NetworkConfig(cond_dim=4, dim=16, depth=2))).double()

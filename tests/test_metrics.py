@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from globeflow.metrics import MAX_DISTANCE_KM, distances_km, geoscore, point_metrics
+from globeflow.evaluation.metrics import MAX_DISTANCE_KM, distances_km, geoscore, point_metrics
 
 R = 6371.0
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from globeflow import metrics_admin
-from globeflow.metrics_admin import ADMIN_LEVELS, admin_accuracy, admin_keys
+from globeflow.evaluation import admin as metrics_admin
+from globeflow.evaluation.admin import ADMIN_LEVELS, admin_accuracy, admin_keys
 
 PARIS = (48.8566, 2.3522)
 PARIS_WEST = (48.8566, 2.3044)  # 3.5 km west, near the Champ de Mars; still nearest to Paris itself
@@ -132,8 +132,8 @@ def test_bad_inputs(kwargs, match):
 
 
 def test_keys_from_dataset_columns_match_the_geocoded_keys():
-    from globeflow.metrics_admin import admin_keys, keys_from_columns
-    from globeflow.places import reverse_geocode
+    from globeflow.evaluation.admin import admin_keys, keys_from_columns
+    from globeflow.geo.places import reverse_geocode
 
     pts = np.array([[48.8566, 2.3522], [-33.8688, 151.2093], [40.7128, -74.0060]])
     places = reverse_geocode(pts)

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from globeflow import metrics_sets
-from globeflow.metrics_sets import prdc
+from globeflow.evaluation import sets as metrics_sets
+from globeflow.evaluation.sets import prdc
 
 
 def _haversine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from globeflow.network import GeoAdaLNMLP, NetworkConfig, _expected_parameters, positional_embedding
+from globeflow.flow.network import GeoAdaLNMLP, NetworkConfig, _expected_parameters, positional_embedding
 
 
 def test_published_sizes_match_the_paper():
@@ -107,8 +107,8 @@ def test_hand_propagated_tangents_equal_forward_mode_autodiff(shape):
 
 
 def test_published_time_frequencies_closed_form_and_legacy_configs_keep_theirs():
-    from globeflow.models import ModelConfig
-    from globeflow.network import network_config_from_dict, time_frequencies
+    from globeflow.flow import ModelConfig
+    from globeflow.flow.network import network_config_from_dict, time_frequencies
 
     half = 4
     published = torch.tensor([10000.0 ** (-k / half) for k in range(half)])

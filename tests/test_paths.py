@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from globeflow import geometry as geo
-from globeflow.models import GeoFlowModel, ModelConfig, SamplerConfig
-from globeflow.network import NetworkConfig
-from globeflow.paths import DiffusionPath, EuclideanFlowPath, SpherePath, make_path
+from globeflow import geo
+from globeflow.flow import GeoFlowModel, ModelConfig, SamplerConfig
+from globeflow.flow.network import NetworkConfig
+from globeflow.flow.paths import DiffusionPath, EuclideanFlowPath, SpherePath, make_path
 
 pytestmark = pytest.mark.usefixtures("float64")
 

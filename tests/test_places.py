@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from globeflow import places
+from globeflow.geo import places
 
 PARIS = (48.8566, 2.3522)
 SYDNEY = (-33.8688, 151.2093)

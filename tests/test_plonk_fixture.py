@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from globeflow.checkpoint import CheckpointError
-from globeflow.hub import load_published_network, read_published_config
+from globeflow.io import CheckpointError
+from globeflow.inference import load_published_network, read_published_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "plonk_tiny"
 
@@ -79,7 +79,7 @@ def test_missing_config_field_is_named(copy):
 @pytest.mark.parametrize("steps", [16, 32])
 @pytest.mark.parametrize("cfg", [0.0, 2.0])
 def test_published_euler_samples_are_reproduced(steps, cfg):
-    from globeflow.models import GeoFlowModel, ModelConfig, SamplerConfig
+    from globeflow.flow import GeoFlowModel, ModelConfig, SamplerConfig
 
     net = load_published_network(FIXTURE)
     model = GeoFlowModel(ModelConfig(net.config, kind="rfm"))
@@ -96,7 +96,7 @@ def test_published_euler_samples_are_reproduced(steps, cfg):
 
 
 def test_published_step_needs_euler():
-    from globeflow.models import SamplerConfig
+    from globeflow.flow import SamplerConfig
 
     with pytest.raises(ValueError, match="published step is an Euler step"):
         SamplerConfig(method="rk4", step="published")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from globeflow import plotting
+from globeflow import viz as plotting
+from globeflow.viz import charts, maps
 
 PEAK = (40.0, -100.0)
 FAR = (-40.0, 100.0)
@@ -52,7 +53,7 @@ def test_density_map_peak_is_where_the_density_is(tmp_path, nest):
     x0, y0 = plotting.map_pixel(90.0, -180.0, 800)
     x1, y1 = plotting.map_pixel(-90.0, 180.0, 800)
     area = rgb[int(y0) + 2:int(y1) - 2, int(x0) + 2:int(x1) - 2]
-    table = np.round(matplotlib.colormaps[plotting._CMAP](np.linspace(0, 1, 256))[:, :3] * 255)
+    table = np.round(matplotlib.colormaps[maps._CMAP](np.linspace(0, 1, 256))[:, :3] * 255)
     rows, cols = np.nonzero(area.max(axis=-1) - area.min(axis=-1) > 20)  # coloured: not white or grey
     distance = np.abs(area[rows, cols][:, None, :] - table[None]).sum(axis=-1)  # (K, 256)
     level = np.where(distance.min(axis=-1) <= 6, distance.argmin(axis=-1), -1)
@@ -111,7 +112,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(plotting.os, "replace", boom)
+    monkeypatch.setattr(charts.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         plotting.reliability_png(tmp_path / "rel.png", [0.5], [0.5])
     assert list(tmp_path.iterdir()) == []
@@ -141,5 +142,5 @@ def test_reliability_png_rejects_bad_input(tmp_path, nominal, observed, kwargs, 
 
 def test_wilson_interval_contains_the_estimate():
     p = np.array([0.0, 0.3, 1.0])
-    lo, hi = plotting._wilson_interval(p, 50)
+    lo, hi = charts._wilson_interval(p, 50)
     assert (lo <= p).all() and (p <= hi).all() and (hi - lo > 0).all()

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from globeflow.schedules import GAMMA_MIN, Schedule, ScheduleConfig, make_schedule
+from globeflow.flow.schedules import GAMMA_MIN, Schedule, ScheduleConfig, make_schedule
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -18,9 +18,10 @@ from PIL import Image
 
 httpx = pytest.importorskip("httpx")
 
-from globeflow.density import DensityMap  # noqa: E402
-from globeflow.plotting import DYNAMIC_RANGE_NATS  # noqa: E402
-from globeflow.server import background_server, density_grid  # noqa: E402
+from globeflow.inference.density import DensityMap  # noqa: E402
+from globeflow.viz import DYNAMIC_RANGE_NATS  # noqa: E402
+from globeflow.apps.server import density_grid  # noqa: E402
+from globeflow.apps.server.run import background_server  # noqa: E402
 
 from server_helpers import jpeg_bytes, tiny_predictor  # noqa: E402
 
@@ -174,7 +175,7 @@ def test_schema_and_assets_are_local(url):
     assert httpx.get(f"{url}/docs").status_code == 404  # Swagger UI would load scripts from a CDN
     page = httpx.get(url)
     assert page.status_code == 200 and "/static/app.js" in page.text
-    static = resources.files("globeflow.server") / "static"
+    static = resources.files("globeflow.apps.server") / "static"
     for name in ("index.html", "app.js", "app.css"):
         text = (static / name).read_text()
         assert "http://" not in text and "https://" not in text, f"{name} refers to another server"
@@ -187,8 +188,8 @@ def test_schema_and_assets_are_local(url):
 
 def test_serve_without_a_model_trains_the_demo_model_first(tmp_path, monkeypatch):
     """No --model and no demo model yet: the Blue Marble demo runs once, then its model is served."""
-    import globeflow.demo_blue_marble as demo
-    import globeflow.server.run as run
+    import globeflow.apps.demos.blue_marble as demo
+    import globeflow.apps.server.run as run
 
     calls = []
 
@@ -196,16 +197,16 @@ def test_serve_without_a_model_trains_the_demo_model_first(tmp_path, monkeypatch
         calls.append(out)
         tiny_predictor().locator.save(out / "rfm")
 
-    monkeypatch.setattr(run, "DEFAULT_MODEL", tmp_path / "demo" / "rfm")
+    monkeypatch.setattr(demo, "DEFAULT_MODEL", tmp_path / "demo" / "rfm")
     monkeypatch.setattr(demo, "run_blue_marble_demo", fake_demo)
-    predictor = run.load_predictor(progress=False)
+    predictor = run.load_predictor(demo.demo_model(progress=False))
     assert calls == [tmp_path / "demo"] and predictor.encoder.name == "efficientnet-lite0@32"
-    run.load_predictor(progress=False)
+    run.load_predictor(demo.demo_model(progress=False))
     assert len(calls) == 1  # the second start finds the model
 
 
 def test_serve_with_a_missing_model_is_a_clear_cli_error(tmp_path, capsys):
-    from globeflow.cli import main
+    from globeflow.apps.cli import main
 
     assert main(["serve", "--model", str(tmp_path / "absent")]) == 2
     assert "absent" in capsys.readouterr().err

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from globeflow import geometry as geo
-from globeflow import solvers
+from globeflow import geo
+from globeflow.flow import solvers
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from globeflow.api import Geolocator
-from globeflow.checkpoint import CheckpointError, load_checkpoint
-from globeflow.metrics import point_metrics
-from globeflow.optim import Lamb, warmup_cosine
-from globeflow.training import TrainConfig, TrainingError, _ema_update, train
+from globeflow.inference import Geolocator
+from globeflow.io import CheckpointError, load_checkpoint
+from globeflow.evaluation.metrics import point_metrics
+from globeflow.train.optim import Lamb, warmup_cosine
+from globeflow.train import TrainConfig, TrainingError, train
+from globeflow.train.loop import _ema_update
 
 from helpers import make_rows, write_dataset
 
@@ -119,7 +120,7 @@ def test_lamb_trust_ratio_scales_update_to_weight_norm():
 
 def _torchrun(nproc, data, out, steps, batch):
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--standalone",
-           "-m", "globeflow.cli", "train", str(data), "--out", str(out), "--dim", "32", "--depth", "2",
+           "-m", "globeflow", "train", str(data), "--out", str(out), "--dim", "32", "--depth", "2",
            "--steps", str(steps), "--batch-size", str(batch), "--lr", "3e-3", "--warmup-steps", "10",
            "--ckpt-every", "50", "--device", "cpu", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
@@ -143,15 +144,15 @@ def test_ddp_two_processes_matches_one_process(data, tmp_path):
 
 
 def test_embedding_dropout_is_reproducible_and_only_acts_in_training():
-    from globeflow.models import GeoFlowModel, ModelConfig
-    from globeflow.network import NetworkConfig
+    from globeflow.flow import GeoFlowModel, ModelConfig
+    from globeflow.flow.network import NetworkConfig
 
     torch.manual_seed(0)
     net = NetworkConfig(cond_dim=8, dim=16, depth=1)
     plain, dropped = GeoFlowModel(ModelConfig(net)), GeoFlowModel(ModelConfig(net, emb_dropout=0.5))
     dropped.load_state_dict(plain.state_dict())
     latlon, emb, _ = make_rows(64, seed=0)
-    from globeflow import geometry as geo
+    from globeflow import geo
     x1 = geo.latlon_to_xyz(latlon).float()
     loss = lambda m: m.loss(x1, emb, generator=torch.Generator().manual_seed(5))  # noqa: E731
     assert loss(dropped) == loss(dropped)  # the mask comes from the step's generator

@@ -30,7 +30,7 @@ BLUE_TRAIN_ROWS = 3_000
 
 def _save_inference(run: Path, out: Path) -> None:
     """The run's EMA weights and configs as a small inference checkpoint (no optimiser state)."""
-    from globeflow.checkpoint import load_checkpoint, save_checkpoint
+    from globeflow.io import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(run)
     tensors = {f"ema.{k}": v for k, v in ckpt.state("ema").items()}
@@ -40,8 +40,8 @@ def _save_inference(run: Path, out: Path) -> None:
 
 def build_known_answer(work: Path) -> None:
     from globeflow.data import write_embeddings
-    from globeflow.tasks.known_answer import default_task
-    from globeflow.training import TrainConfig, train
+    from globeflow.apps.tasks.known_answer import default_task
+    from globeflow.train import TrainConfig, train
 
     task = default_task()
     latlon, emb, labels = task.sample(KNOWN_TRAIN_ROWS, generator=torch.Generator().manual_seed(0))
@@ -61,9 +61,9 @@ def build_blue_marble(work: Path) -> None:
     from PIL import Image
 
     from globeflow.data import write_embeddings
-    from globeflow.encoders import load_encoder
-    from globeflow.tasks.blue_marble import BlueMarbleConfig, make_splits, patches_for
-    from globeflow.training import TrainConfig, train
+    from globeflow.data.encoders import load_encoder
+    from globeflow.apps.tasks.blue_marble import BlueMarbleConfig, make_splits, patches_for
+    from globeflow.train import TrainConfig, train
 
     config = BlueMarbleConfig()
     splits = make_splits(config)

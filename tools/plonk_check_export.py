@@ -22,10 +22,10 @@ from pathlib import Path
 _EXPORT = """
 import sys, torch
 from safetensors.torch import save_file
-from globeflow.api import Geolocator
-from globeflow.hub import export_model
-from globeflow.models import GeoFlowModel, ModelConfig
-from globeflow.network import NetworkConfig
+from globeflow.inference import Geolocator
+from globeflow.apps.export import export_model
+from globeflow.flow import GeoFlowModel, ModelConfig
+from globeflow.flow.network import NetworkConfig
 out = sys.argv[1]
 for variant in ("published", "endpoint"):
     torch.manual_seed(0)

@@ -17,7 +17,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from globeflow.server import DEFAULT_MODEL, background_server, load_predictor
+from globeflow.apps.demos.blue_marble import DEFAULT_MODEL
+from globeflow.apps.server.run import background_server, load_predictor
 
 
 def main(argv: list[str] | None = None) -> int:

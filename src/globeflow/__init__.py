@@ -1,26 +1,33 @@
-"""globeflow: where on Earth was this photo taken, as a probability distribution over the globe."""
+"""globeflow: where on Earth was this photo taken, as a probability distribution over the globe.
 
-from .api import POINT_STRATEGIES, Geolocator, load_locator
-from .models import DEFAULT_SAMPLER, GeoFlowModel, ModelConfig, SamplerConfig
-from .network import GeoAdaLNMLP, NetworkConfig
-from .schedules import Schedule, ScheduleConfig
-from .training import TrainConfig, train
+>>> from globeflow import Geolocator
+>>> geo = Geolocator.load("plonk-osv5m")             # or a run directory, or hf:owner/name  # doctest: +SKIP
+>>> answers = geo.locate(["a.jpg", "b.jpg"], top_k=5)                                       # doctest: +SKIP
+>>> answers[0].best_guess, answers[0].countries[:3], answers[0].to_geojson()                 # doctest: +SKIP
 
-__version__ = "0.1.0"
+Importing globeflow loads torch and the front door, not the optional or heavy libraries (healpy,
+matplotlib, transformers, FastAPI, faiss): those load where they are used.
+"""
+
+from ._version import __version__
+from .flow import GeoFlowModel, ModelConfig, NetworkConfig, SamplerConfig
+from .inference import Answer, AnswerConfig, DensityMap, DirectGeolocator, Geolocator, Locator, MapConfig, load_locator
+from .train import TrainConfig, train
 
 __all__ = [
+    "__version__",
     "Geolocator",
+    "Answer",
     "load_locator",
-    "POINT_STRATEGIES",
+    "Locator",
+    "DirectGeolocator",
+    "AnswerConfig",
+    "MapConfig",
+    "DensityMap",
     "GeoFlowModel",
     "ModelConfig",
-    "SamplerConfig",
-    "DEFAULT_SAMPLER",
-    "GeoAdaLNMLP",
     "NetworkConfig",
-    "Schedule",
-    "ScheduleConfig",
+    "SamplerConfig",
     "TrainConfig",
     "train",
-    "__version__",
 ]

@@ -13,20 +13,39 @@ vMFs, 3 by default), ``geocell`` (HEALPix classification with haversine-smoothed
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
 
 import torch
 from torch import Tensor, nn
 
-from .. import grid
-from ..network import AdaLNBlock, NetworkConfig, network_config_from_dict
+from ..flow.network import AdaLNBlock, NetworkConfig, network_config_from_dict
+from ..geo import healpix as grid
 from .heads import GeocellHead, Head, RegressionHead, VMFMixtureHead
 
-__all__ = ["HEAD_KINDS", "HeadKind", "DirectConfig", "DirectNetwork", "DirectModel"]
+__all__ = ["HEADS", "HEAD_KINDS", "HeadKind", "DirectConfig", "DirectNetwork", "DirectModel"]
 
 HeadKind = Literal["vmf", "vmf-mixture", "geocell", "regression"]
-HEAD_KINDS: tuple[str, ...] = ("vmf", "vmf-mixture", "geocell", "regression")
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One baseline kind: what it is, and its head built from a config."""
+
+    summary: str
+    make: Callable[["DirectConfig"], Head]
+
+
+#: The baseline kinds (the trained baselines' table; see :mod:`globeflow.registry` for every kind).
+HEADS: dict[str, HeadSpec] = {
+    "vmf": HeadSpec("von Mises-Fisher regression (closed-form density)", lambda c: VMFMixtureHead(1)),
+    "vmf-mixture": HeadSpec("a mixture of --components von Mises-Fisher distributions",
+                            lambda c: VMFMixtureHead(c.components)),
+    "geocell": HeadSpec("HEALPix geocell classification with haversine-smoothed labels",
+                        lambda c: GeocellHead(c.nside, c.tau_km)),
+    "regression": HeadSpec("direct regression of a unit vector (a point, no density)", lambda c: RegressionHead()),
+}
+HEAD_KINDS: tuple[str, ...] = tuple(HEADS)
 
 
 @dataclass(frozen=True)
@@ -39,10 +58,12 @@ class DirectConfig:
     """
 
     network: NetworkConfig
-    kind: HeadKind = "vmf-mixture"
-    components: int = 3
-    nside: int = 16
-    label_tau_km: float | None = None
+    kind: HeadKind = field(default="vmf-mixture", metadata={"cli": False})
+    components: int = field(default=3, metadata={"help": "vmf-mixture components"})
+    nside: int = field(default=16, metadata={"help": "geocell HEALPix nside: 12 nside^2 cells (16: 3,072 cells of "
+                                                     "~400 km)"})
+    label_tau_km: float | None = field(default=None, metadata={"help": "geocell label smoothing length in km "
+                                                                       "(default: half the cell size)"})
 
     def __post_init__(self) -> None:
         if self.kind not in HEAD_KINDS:
@@ -66,13 +87,7 @@ class DirectConfig:
                    nside=d["nside"], label_tau_km=d["label_tau_km"])
 
     def make_head(self) -> Head:
-        if self.kind == "vmf":
-            return VMFMixtureHead(1)
-        if self.kind == "vmf-mixture":
-            return VMFMixtureHead(self.components)
-        if self.kind == "geocell":
-            return GeocellHead(self.nside, self.tau_km)
-        return RegressionHead()
+        return HEADS[self.kind].make(self)
 
 
 class DirectNetwork(nn.Module):

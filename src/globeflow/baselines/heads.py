@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import math
 
-import healpy
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import geometry as geo
-from .. import grid
+from .. import geo
+from ..geo import healpix as grid
 
 __all__ = ["Head", "VMFMixtureHead", "GeocellHead", "RegressionHead"]
 
@@ -146,7 +145,7 @@ class GeocellHead(Head):
         per = 4 ** _SUBLEVELS
         child = torch.randint(0, per, cells.shape, generator=generator, device=cells.device)
         fine = (cells * per + child).cpu().numpy().ravel()
-        v = np.stack(healpy.pix2vec(self.nside * 2 ** _SUBLEVELS, fine, nest=True), -1)
+        v = np.stack(grid.pix2vec(self.nside * 2 ** _SUBLEVELS, fine, nest=True), -1)
         return torch.from_numpy(v).reshape(*cells.shape, 3).to(out.device, out.dtype)
 
     def candidates(self, out: Tensor, top: int = 5) -> Tensor:
@@ -156,7 +155,7 @@ class GeocellHead(Head):
         prob = torch.softmax(out.double(), dim=-1)
         best = prob.topk(min(top, prob.shape[1]), dim=1).indices  # (N, top)
         centres = self.centres.double().to(out.device)
-        neigh = healpy.get_all_neighbours(self.nside, best[:, 0].cpu().numpy(), nest=True).T  # (N, 8), -1: none
+        neigh = grid.neighbours(self.nside, best[:, 0].cpu().numpy(), nest=True).T  # (N, 8), -1: none
         group = torch.from_numpy(np.concatenate((best[:, :1].cpu().numpy(), neigh), 1)).to(out.device)
         valid = group >= 0
         group = group.clamp_min(0)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import geometry as geo
+from .. import geo
+from ..io.extras import require
 
 __all__ = ["KNNGeolocator"]
 
@@ -30,7 +31,8 @@ class KNNGeolocator:
     """
 
     def __init__(self, embeddings: np.ndarray, latlon: np.ndarray):
-        import faiss
+        require("knn", "nearest-neighbour retrieval")
+        import faiss  # an optional extra: loaded when a retrieval index is built
 
         emb = _normalise(embeddings)
         if emb.ndim != 2 or len(emb) == 0:

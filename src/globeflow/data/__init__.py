@@ -1,6 +1,11 @@
-"""Data loading: embedding datasets stored as Parquet (see :mod:`globeflow.data.embeddings`)."""
+"""Data: embedding datasets stored as Parquet (:mod:`~globeflow.data.embeddings`: reader, training
+sampler, writer), image datasets (:mod:`~globeflow.data.images`), image encoders
+(:mod:`~globeflow.data.encoders`) and ``globeflow embed`` (:mod:`~globeflow.data.embed`).
 
-from globeflow.data.embeddings import (
+A leaf below every model layer: it imports only :mod:`globeflow.io`.
+"""
+
+from .embeddings import (
     EMBEDDING,
     ID,
     LAT,

@@ -17,6 +17,7 @@ from .tables import _cells, _read_csv
 
 __all__: list[str] = []  # internal: read_images(kind='files') is the entry point
 
+
 def _read_files(path: Paths, labels: PathLike | None, require_location: bool) -> ImageSource:
     items = _as_list(path)
     files = [f for item in items for f in _image_files(item)]

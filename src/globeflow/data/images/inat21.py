@@ -13,6 +13,7 @@ from .tables import _load_json
 
 __all__: list[str] = []  # internal: read_images(kind='inat21') is the entry point
 
+
 def _inat_categories(path: Path, data: dict[str, Any]) -> dict[Any, str]:
     """Image id -> category name, from ``annotations`` and ``categories`` when present."""
     annotations, categories = data.get("annotations", []), data.get("categories", [])

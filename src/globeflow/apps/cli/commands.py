@@ -1,0 +1,227 @@
+"""Command line: ``globeflow train | predict | evaluate | log-prob | map | embed | baseline | compare |
+export | models | serve | demo``. Thin: parse (:mod:`.parser`), call the library, format."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ... import registry
+from ...data.embed import EmbedConfig, embed_to_dir, parse_shard
+from ...data.embeddings import DatasetError
+from ...data.encoders import EncoderUnavailableError, load_encoder
+from ...data.images import read_images
+from ...evaluation.baselines import baseline_to_file
+from ...evaluation.report import evaluate_to_file
+from ...evaluation.tables import compare_reports
+from ...flow.network import NetworkConfig
+from ...inference.answers import AnswerConfig
+from ...inference.density import MapConfig
+from ...inference.geolocator import PHOTO_ANSWERS
+from ...inference.settings import LogProbConfig, PointConfig
+from ...io.checkpoint import CheckpointError
+from ...io.device import resolve_device
+from ...io.extras import MissingExtraError, require
+from ...io.hub import published_table
+from ...train import TrainConfig, TrainingError, train
+from ..demos.blue_marble import demo_model, run_blue_marble_demo
+from ..demos.known_answer import run_demo
+from ..export import export_model
+from ..mapping import map_to_dir
+from ..photos import predict_photos_to_file
+from ..predict import log_prob_to_file, predict_to_file
+from ..server.predictor import ServeConfig
+from .options import config_from
+from .parser import build_parser
+
+__all__ = ["main", "COMMANDS"]
+
+#: Errors a user can fix: one ``globeflow: error:`` line, exit status 2.
+USER_ERRORS = (DatasetError, CheckpointError, TrainingError, ValueError, FileNotFoundError, IsADirectoryError,
+               MissingExtraError, EncoderUnavailableError)
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    network = {f.name: getattr(a, f.name) for f in dataclasses.fields(NetworkConfig) if hasattr(a, f.name)}
+    # Every kind's settings are options; the registry keeps those of the chosen kind.
+    settings = {name: getattr(a, name) for kind in registry.KINDS.values() for name in kind.settings
+                if hasattr(a, name)}
+    result = train(a.data, a.out, kind=a.model, network=network, head=settings, config=config_from(a, TrainConfig),
+                   val_data=a.val, resume=a.resume, device=a.device, progress=not a.no_progress)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # one summary per run, from the process that wrote the checkpoint
+    print(json.dumps({"run_dir": str(result.run_dir), "step": result.step, "final_loss": result.final_loss,
+                      "val_loss": result.val_loss, "skipped_steps": result.skipped_steps,
+                      "seconds": round(result.seconds, 1)}))
+    return 0
+
+
+def _split_model(a: argparse.Namespace, max_data: int | None = 1) -> None:
+    """``[MODEL] DATA...`` or ``--model MODEL DATA...`` -> ``a.run`` and ``a.data``."""
+    items = list(a.inputs)
+    if a.model is None:
+        if len(items) < 2:
+            raise ValueError(f"globeflow {a.command}: give the model and the data (globeflow {a.command} MODEL "
+                             f"DATA, or --model MODEL DATA)")
+        a.model, items = items[0], items[1:]
+    if max_data is not None and len(items) > max_data:
+        raise ValueError(f"globeflow {a.command}: expected one dataset after the model, got {' '.join(items)}")
+    a.run, a.data = a.model, items if max_data is None else items[0]
+
+
+def _is_embedding_dataset(paths: list[str]) -> bool:
+    if len(paths) != 1:
+        return False
+    p = Path(paths[0])
+    return p.suffix == ".parquet" or (p.is_dir() and any(p.rglob("*.parquet")))
+
+
+def _cmd_predict(a: argparse.Namespace) -> int:
+    _split_model(a, max_data=None)
+    if not _is_embedding_dataset(a.data):
+        return _predict_photos(a)
+    summary = predict_to_file(a.run, a.data[0], a.out, batch_size=a.batch_size, device=a.device,
+                              skip_invalid=a.skip_invalid, **config_from(a, PointConfig).predict_kwargs(a.seed))
+    print(json.dumps(summary))
+    return 0
+
+
+def _predict_photos(a: argparse.Namespace) -> int:
+    if a.top_k < 0:
+        raise ValueError(f"--top-k must be >= 0, got {a.top_k}")
+    if a.protocol != "globeflow" or a.strategy is not None:
+        raise ValueError("--protocol and --point apply to embedding datasets; photo answers draw samples with "
+                         "exact densities (rfm) and report the best guess, top places and regions")
+    config = dataclasses.replace(PHOTO_ANSWERS, top_k=a.top_k, map=dataclasses.replace(PHOTO_ANSWERS.map, nside=a.nside),
+                                 num_samples=PHOTO_ANSWERS.num_samples if a.num_samples is None else a.num_samples,
+                                 guidance=a.guidance or 0.0, steps=a.steps or PHOTO_ANSWERS.steps)
+    summary = predict_photos_to_file(a.run, a.data[0] if len(a.data) == 1 else a.data, a.out, kind=a.image_kind,
+                                     labels=a.labels, encoder=a.encoder, encoder_path=a.encoder_path,
+                                     config=config, maps_dir=a.maps, batch_size=min(a.batch_size, 16),
+                                     device=a.device, seed=a.seed)
+    for where, why in summary.pop("skipped_list")[:20]:
+        print(f"globeflow: skipped {where}: {why}", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_evaluate(a: argparse.Namespace) -> int:
+    _split_model(a)
+    report = evaluate_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
+                              skip_invalid=a.skip_invalid, nll=not a.no_nll,
+                              calibration_samples=a.calibration_samples,
+                              **config_from(a, PointConfig).predict_kwargs(a.seed))
+    print(json.dumps(report["metrics"], indent=2))
+    return 0
+
+
+def _cmd_log_prob(a: argparse.Namespace) -> int:
+    _split_model(a)
+    summary = log_prob_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
+                               skip_invalid=a.skip_invalid, **config_from(a, LogProbConfig).log_prob_kwargs())
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_map(a: argparse.Namespace) -> int:
+    _split_model(a)
+    config = config_from(a, AnswerConfig, map=config_from(a, MapConfig))
+    summary = map_to_dir(a.run, a.data, a.out, config=config, batch_size=a.batch_size, limit=a.limit,
+                         device=a.device, skip_invalid=a.skip_invalid, progress=not a.no_progress, seed=a.seed)
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_embed(a: argparse.Namespace) -> int:
+    config = config_from(a, EmbedConfig)
+    shard = parse_shard(a.shard)
+    paths = a.images[0] if len(a.images) == 1 else a.images
+    source = read_images(paths, kind=a.image_kind, labels=a.labels, require_location=not a.unlabelled)
+    if not source.records:
+        raise ValueError(f"{' '.join(a.images)}: no usable images found ({len(source.skipped)} skipped)")
+    encoder = load_encoder(a.encoder, a.encoder_path, device=resolve_device(a.device))
+    summary = embed_to_dir(source, encoder, a.out, config=config, shard=shard, progress=not a.no_progress)
+    for where, why in summary.pop("skipped_list")[:20]:
+        print(f"globeflow: skipped {where}: {why}", file=sys.stderr)
+    print(json.dumps(summary))
+    return 0
+
+
+def _cmd_baseline(a: argparse.Namespace) -> int:
+    report = baseline_to_file(a.kind, a.data, a.out, train=a.train, k=a.k, seed=a.seed, skip_invalid=a.skip_invalid)
+    print(json.dumps({k: v for k, v in report["metrics"].items() if not isinstance(v, dict)}, indent=2))
+    return 0
+
+
+def _cmd_compare(a: argparse.Namespace) -> int:
+    print(compare_reports(a.reports, a.out))
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    folder = export_model(a.run, a.out, reports=a.report, name=a.name, any_report=a.any_report)
+    print(json.dumps({"out": str(folder), "files": sorted(p.name for p in folder.iterdir() if p.is_file())}))
+    return 0
+
+
+def _cmd_models(a: argparse.Namespace) -> int:
+    print("published models (--model NAME, or NAME:DIR for a local copy):")
+    print(published_table())
+    return 0
+
+
+def _cmd_serve(a: argparse.Namespace) -> int:
+    require("server", "globeflow serve")
+    # The server's own modules import FastAPI and uvicorn, which the base install does not have.
+    from ..server.run import load_predictor, serve
+
+    if not (math.isfinite(a.max_upload_mb) and a.max_upload_mb > 0):
+        raise ValueError(f"--max-upload-mb must be a positive number, got {a.max_upload_mb}")
+    defaults = ServeConfig()
+    config = config_from(a, ServeConfig, base=defaults, max_upload_bytes=int(a.max_upload_mb * 1024 * 1024),
+                         answers=dataclasses.replace(defaults.answers, num_samples=a.num_samples))
+    model = a.model if a.model is not None else demo_model(device=a.device)
+    predictor = load_predictor(model, encoder=a.encoder, encoder_path=a.encoder_path, device=a.device, config=config)
+    serve(predictor, a.host, a.port)
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    if a.steps is not None and a.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {a.steps}")
+    if a.task == "known-answer":
+        report = run_demo(Path(a.out or "runs/demo-known-answer"), steps=a.steps, device=a.device,
+                          progress=not a.no_progress)
+    else:
+        report = run_blue_marble_demo(Path(a.out or "runs/demo"), steps=a.steps, device=a.device,
+                                      progress=not a.no_progress)
+    print(report["markdown"])
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "log-prob": _cmd_log_prob,
+            "map": _cmd_map, "embed": _cmd_embed, "baseline": _cmd_baseline, "compare": _cmd_compare,
+            "export": _cmd_export, "models": _cmd_models, "serve": _cmd_serve, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; errors a user can fix become one ``globeflow: error: ...`` line and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as e:
+        print(f"globeflow: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("globeflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""``globeflow map``: per-row density maps and answers, written to a folder, resumable.
+
+For every valid row of an embedding dataset, ``OUT/<id>.json`` (best guesses, top-k places, country /
+region / city probabilities, credible-region areas, localizability, map facts, and the truth's
+density and credible level when the row is labelled), ``OUT/<id>.png`` (the map), ``OUT/<id>.npz``
+(the HEALPix array) and ``OUT/<id>.geojson`` (the cells of the 95% credible region). The JSON is
+written last and atomically, so a row with a JSON is complete: a second run skips it (resume after
+a kill). ``OUT/index.csv`` lists all rows sorted by localizability, most localizable first.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.embeddings import EmbeddingDataset
+from ..inference.answers import AnswerConfig, answer_images
+from ..inference.geolocator import Geolocator
+from ..io.files import atomic_write_text
+from ..viz.maps import density_map_png
+
+__all__ = ["map_to_dir", "row_stem", "write_row"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def row_stem(row_id: Any) -> str:
+    """A file name for a row id: the id where it is safe, else a cleaned id plus a short hash (so
+    ids that clean to the same text never share files)."""
+    text = str(row_id)
+    clean = _UNSAFE.sub("_", text).strip("._")[:80] or "row"
+    if clean == text:
+        return clean
+    return f"{clean}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def _label(mode: dict) -> str:
+    place = mode.get("place", {})
+    name = ", ".join(v for v in (place.get("name"), mode.get("country_code") or place.get("country_code")) if v)
+    return f"{name} ({100 * mode['probability']:.0f}%)"
+
+
+def write_row(out: Path, stem: str, row_id: Any, report: dict, dmap, levels: tuple[float, ...]) -> None:
+    """One row's map PNG, HEALPix ``.npz``, credible-region GeoJSON and, last, its answer JSON."""
+    report = {"id": str(row_id), **report}
+    thresholds = {f"{100 * r['level']:.0f}%": r["threshold_log_density"] for r in report["credible_regions"]}
+    truth = report.get("truth")
+    best = report["best_guess"]
+    density_map_png(out / f"{stem}.png", dmap.log_density, nest=True,
+                    modes=[(m["lat"], m["lon"], _label(m)) for m in report["top_k"]],
+                    truth=(truth["lat"], truth["lon"]) if truth else None, credible_thresholds=thresholds,
+                    title=f"{row_id}: best guess {best['lat']:.2f}, {best['lon']:.2f}; "
+                          f"localizability {report['localizability']['bits']:.1f} bits")
+    dmap.save_npz(out / f"{stem}.npz")
+    atomic_write_text(out / f"{stem}.geojson", json.dumps(dmap.to_geojson(level=max(levels))))
+    report["files"] = {k: f"{stem}.{k}" for k in ("png", "npz", "geojson")}
+    atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2, allow_nan=False))
+
+
+def _index(out: Path, stems: list[str]) -> int:
+    rows = []
+    for stem in stems:
+        path = out / f"{stem}.json"
+        if not path.exists():
+            continue
+        r = json.loads(path.read_text())
+        top_country = r["countries"][0] if r["countries"] else {}
+        area90 = next((c["area_km2"] for c in r["credible_regions"] if abs(c["level"] - 0.9) < 1e-9), None)
+        rows.append({"id": r["id"], "localizability_bits": r["localizability"]["bits"],
+                     "best_lat": r["best_guess"]["lat"], "best_lon": r["best_guess"]["lon"],
+                     "top_place": r["top_k"][0]["place"]["name"] if r["top_k"] else "",
+                     "top_country": top_country.get("name", ""),
+                     "top_country_probability": top_country.get("probability", ""),
+                     "area90_km2": area90, "error_km": r["best_guess"].get("error_km", ""), "json": path.name})
+    rows.sort(key=lambda r: -r["localizability_bits"])
+    buf = io.StringIO()
+    fields = ["id", "localizability_bits", "best_lat", "best_lon", "top_place", "top_country",
+              "top_country_probability", "area90_km2", "error_km", "json"]
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "index.csv", buf.getvalue())
+    return len(rows)
+
+
+def map_to_dir(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
+               config: AnswerConfig = AnswerConfig(), batch_size: int = 4, limit: int | None = None,
+               device: str | None = None, skip_invalid: bool = False, progress: bool = True,
+               seed: int = 0) -> dict[str, Any]:
+    """``globeflow map RUN DATA --out DIR``; returns a summary (rows written, skipped, resumed)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    t0 = time.time()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    geolocator = Geolocator.load(run, device=device)
+    geolocator.require_density()
+    dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim)
+    info = dataset.scan()
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
+    total = info.num_valid if limit is None else min(limit, info.num_valid)
+    stems: list[str] = []
+    written = resumed = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, desc="map", unit="row")
+    for i, batch in enumerate(dataset.iter_batches(batch_size)):
+        if len(stems) >= total:
+            break
+        keep = min(len(batch.ids), total - len(stems))
+        todo = []
+        for j, row_id in enumerate(batch.ids[:keep]):
+            stem = row_stem(row_id)
+            stems.append(stem)
+            if (out / f"{stem}.json").exists():
+                resumed += 1
+            else:
+                todo.append(j)
+        if todo:
+            idx = np.asarray(todo)
+            results = answer_images(geolocator, batch.embedding[idx], truth=batch.latlon[idx].numpy(),
+                                    config=config, seed=seed + i)
+            for j, (report, dmap) in zip(todo, results):
+                write_row(out, row_stem(batch.ids[j]), batch.ids[j], report, dmap, config.levels)
+                written += 1
+        if bar is not None:
+            bar.update(keep)
+    if bar is not None:
+        bar.close()
+    indexed = _index(out, stems)
+    return {"out": str(out), "rows": len(stems), "written": written, "resumed": resumed, "indexed": indexed,
+            "skipped_rows": info.num_skipped, "seconds": round(time.time() - t0, 1)}

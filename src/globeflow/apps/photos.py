@@ -1,0 +1,119 @@
+"""``globeflow predict`` on photos: a file, folder, glob or dataset of images -> one answer per photo.
+
+Each readable photo is answered by :meth:`Geolocator.locate
+<globeflow.inference.geolocator.Geolocator.locate>`: embedded with the encoder the model was trained on
+(recorded in its checkpoint by ``globeflow embed`` + ``train``; ``--encoder`` overrides), then answered
+as by ``globeflow map`` (rfm models): the best guess, the top-k distinct places with their probabilities,
+the country probabilities and the localizability. Models without a density (``fm``, ``diffusion``)
+give the best guess and the country probabilities of their samples. Output: CSV or Parquet (flat
+columns) or GeoJSON (one point feature per photo, with the full answer as properties). With
+``maps_dir``, each photo's density map (PNG, HEALPix array, GeoJSON region, JSON) is written there.
+Unreadable photos are skipped, counted and listed; the table is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..data.images import read_images
+from ..inference.answers import AnswerConfig
+from ..inference.geolocator import PHOTO_ANSWERS, Geolocator
+from ..io.files import atomic_write_text
+from ..io.tables import check_table_path, write_table
+from .mapping import row_stem, write_row
+
+__all__ = ["PHOTO_ANSWERS", "PHOTO_FORMATS", "predict_photos_to_file", "photo_rows"]
+
+PHOTO_FORMATS = (".csv", ".parquet", ".geojson")
+
+
+def _flat(report: dict[str, Any], top_k: int, countries: int = 3) -> dict[str, Any]:
+    """One table row from an answer dict (missing entries are empty / NaN, so columns line up)."""
+    row: dict[str, Any] = {"lat": report["best_guess"]["lat"], "lon": report["best_guess"]["lon"]}
+    loc = report.get("localizability")
+    row["localizability_bits"] = loc["bits"] if loc else float("nan")
+    regions = {f"area{100 * r['level']:.0f}_km2": r["area_km2"] for r in report.get("credible_regions", [])}
+    row.update(regions)
+    for i in range(top_k):
+        m = report.get("top_k", [])[i] if i < len(report.get("top_k", [])) else None
+        row[f"place{i + 1}"] = m["place"]["name"] if m else ""
+        row[f"place{i + 1}_country"] = m["country_code"] if m else ""
+        row[f"place{i + 1}_lat"] = m["lat"] if m else float("nan")
+        row[f"place{i + 1}_lon"] = m["lon"] if m else float("nan")
+        row[f"place{i + 1}_probability"] = m["probability"] if m else float("nan")
+    for i in range(countries):
+        c = report["countries"][i] if i < len(report["countries"]) else None
+        row[f"country{i + 1}"] = c["name"] if c else ""
+        row[f"country{i + 1}_probability"] = c["probability"] if c else float("nan")
+    return row
+
+
+def photo_rows(geolocator: Geolocator, records: Sequence[Any], *, config: AnswerConfig = PHOTO_ANSWERS,
+               batch_size: int = 8, workers: int = 2, seed: int = 0, maps_dir: Path | None = None,
+               progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[str, str]]]:
+    """``(flat rows, GeoJSON features, skipped [(source, reason)])`` for image records, in order; the
+    answers are :meth:`Geolocator.locate`'s, a batch of ``batch_size`` photos at a time."""
+    rows, features, skipped = [], [], []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(records), desc="predict", unit="photo")
+    try:
+        for start in range(0, len(records), batch_size):
+            part = records[start:start + batch_size]
+            answers = geolocator.locate(part, config=config, seed=seed + start, batch_size=batch_size,
+                                        workers=workers, on_unreadable="report")
+            for rec, answer in zip(part, answers):
+                if not answer.ok:
+                    skipped.append((rec.source, answer.error))
+                    continue
+                meta: dict[str, Any] = {"id": rec.id, "source": rec.source}
+                if np.isfinite(rec.lat) and np.isfinite(rec.lon):
+                    meta.update(true_lat=rec.lat, true_lon=rec.lon)
+                report = answer.to_dict()
+                rows.append({**meta, **_flat(report, config.top_k)})
+                features.append(answer.to_geojson(meta))
+                if maps_dir is not None and answer.density_map is not None:
+                    write_row(maps_dir, row_stem(rec.id), rec.id, report, answer.density_map, config.levels)
+            if bar is not None:
+                bar.update(len(part))
+    finally:
+        if bar is not None:
+            bar.close()
+    return rows, features, skipped
+
+
+def predict_photos_to_file(run: str | os.PathLike, images: str | os.PathLike | Sequence[str], out: str | os.PathLike,
+                           *, kind: str = "auto", labels: str | None = None, encoder: str | None = None,
+                           encoder_path: str | None = None, config: AnswerConfig = PHOTO_ANSWERS,
+                           maps_dir: str | os.PathLike | None = None, batch_size: int = 8, workers: int = 2,
+                           device: str | None = None, progress: bool = True, seed: int = 0) -> dict[str, Any]:
+    """Answer every photo in ``images`` and write the table ``out``; returns a summary."""
+    out = check_table_path(out, PHOTO_FORMATS)
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+    t0 = time.time()
+    geolocator = Geolocator.load(run, device=device)
+    enc = geolocator.image_encoder(encoder, encoder_path)
+    geolocator.use_encoder(enc)
+    source = read_images(images, kind=kind, labels=labels)
+    if not source.records:
+        raise ValueError(f"{images}: no images found ({len(source.skipped)} skipped)")
+    maps = Path(maps_dir) if maps_dir is not None else None
+    if maps is not None:
+        maps.mkdir(parents=True, exist_ok=True)
+    rows, features, skipped = photo_rows(geolocator, source.records, config=config, batch_size=batch_size,
+                                         workers=workers, seed=seed, maps_dir=maps, progress=progress)
+    if out.suffix == ".geojson":
+        atomic_write_text(out, json.dumps({"type": "FeatureCollection", "features": features}, allow_nan=False))
+    else:
+        columns = {k: [r.get(k, float("nan")) for r in rows] for k in rows[0]} if rows else {"id": []}
+        write_table(columns, out)
+    return {"out": str(out), "photos": len(rows), "skipped_images": len(skipped) + len(source.skipped),
+            "skipped_list": skipped + list(source.skipped), "encoder": enc.name, "seconds": round(time.time() - t0, 1)}

@@ -1,0 +1,40 @@
+"""How to draw samples: :class:`SamplerConfig` (solver, steps, guidance scale) and the presets.
+
+Each probability path has its default sampler (globeflow's, chosen on the known-answer benchmark)
+and the published package's (for reproducing published numbers); see :mod:`globeflow.flow.paths`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["SamplerConfig", "STEPS", "PROTOCOLS"]
+
+#: How a sphere sampler moves: Munthe-Kaas rotations, the retraction, or the published package's step.
+STEPS = ("exp", "retraction", "published")
+#: Sampler presets: globeflow's defaults per model kind, or the published package's.
+PROTOCOLS = ("globeflow", "published")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How to draw samples: solver, number of steps, guidance scale.
+
+    ``step="published"`` is the published sampler's step, ``projx(x + h * output)`` with the raw,
+    *unprojected* network output (rfm with ``euler`` only; for reproducing published samples; its
+    normal component changes the step length, which is why ``exp`` and ``retraction`` project onto
+    the tangent plane first). Guided output is ``(1 + guidance) f_cond - guidance f_uncond``.
+    """
+
+    method: str = field(default="rk4", metadata={"help": "solver: euler, midpoint, rk4 (rfm, fm) or ddim (diffusion)"})
+    steps: int = field(default=16, metadata={"help": "solver steps"})
+    guidance: float = field(default=0.0, metadata={"help": "classifier-free guidance scale"})
+    step: str = field(default="exp", metadata={"help": "how a sphere sampler moves: " + ", ".join(STEPS)})
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"sampler steps must be >= 1, got {self.steps}")
+        if self.step not in STEPS:
+            raise ValueError(f"sampler step must be 'exp', 'retraction' or 'published', got {self.step!r}")
+        if self.step == "published" and self.method != "euler":
+            raise ValueError(f"the published step is an Euler step; use method 'euler', not {self.method!r}")

@@ -1,0 +1,9 @@
+"""Answers: what people want from a density (best guesses, places, areas, credible regions,
+localizability), computed by :mod:`.build` as typed :class:`Answer` records (:mod:`.record`)."""
+
+from .build import answer_embeddings, answer_images, localizability, sample_answers
+from .config import AnswerConfig
+from .record import Answer, AreaShare, Guess, Localizability, RegionArea, TopPlace, Truth
+
+__all__ = ["AnswerConfig", "Answer", "AreaShare", "Guess", "Localizability", "RegionArea", "TopPlace", "Truth",
+           "answer_embeddings", "answer_images", "localizability", "sample_answers"]

@@ -1,0 +1,70 @@
+"""Photos in: whatever a user has (file paths, Pillow images, encoded bytes, arrays, dataset records)
+as inputs that :func:`globeflow.data.embed.embed_records` decodes and embeds in batches.
+
+Each input gets a ``source`` (its path, or ``image <i>`` for an in-memory one) that names it in errors
+and in answers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image
+
+from ..data.images.records import MAX_PIXELS, ImageRecord, UnreadableImageError, decode_image
+
+__all__ = ["ImageInput", "PhotoInput", "photo_inputs"]
+
+#: What :meth:`Geolocator.locate <globeflow.inference.geolocator.Geolocator.locate>` accepts per image.
+ImageInput = Union[str, os.PathLike, Image.Image, bytes, np.ndarray, ImageRecord]
+
+
+@dataclass(frozen=True)
+class PhotoInput:
+    """One image to embed: its name and how to get it decoded (RGB, upright, fully loaded)."""
+
+    source: str
+    load: Callable[[], Image.Image]
+
+    def open(self) -> Image.Image:
+        return self.load()
+
+
+def _array_image(array: np.ndarray, source: str) -> Image.Image:
+    a = np.asarray(array)
+    if a.dtype != np.uint8 or not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
+        raise UnreadableImageError(source, f"an image array must be uint8 (H, W), (H, W, 3) or (H, W, 4), got "
+                                           f"{a.dtype} {a.shape}")
+    return Image.fromarray(a)
+
+
+def _one(item: Any, index: int, max_pixels: int | None) -> PhotoInput:
+    if isinstance(item, ImageRecord):
+        return PhotoInput(item.source, lambda: item.open(max_pixels=max_pixels))
+    if isinstance(item, (str, os.PathLike)):
+        path = Path(item)
+        record = ImageRecord(id=path.stem, lat=float("nan"), lon=float("nan"), source=str(item))
+        return PhotoInput(str(item), lambda: record.open(max_pixels=max_pixels))
+    source = f"image {index}"
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        data = bytes(item)
+        return PhotoInput(source, lambda: decode_image(data, source, max_pixels))
+    if isinstance(item, Image.Image):
+        return PhotoInput(source, lambda: item)
+    if isinstance(item, np.ndarray):
+        return PhotoInput(source, lambda: _array_image(item, source))
+    raise TypeError(f"image {index}: expected a path, a PIL image, encoded bytes, a uint8 array or an ImageRecord, "
+                    f"got {type(item).__name__}")
+
+
+def photo_inputs(images: ImageInput | Sequence[ImageInput], *, max_pixels: int | None = MAX_PIXELS) -> list[PhotoInput]:
+    """The images as :class:`PhotoInput` s, in order; one image may be given alone. Files are read
+    and decoded only when embedded (``max_pixels`` guards against decompression bombs)."""
+    items = [images] if isinstance(images, (str, os.PathLike, Image.Image, bytes, np.ndarray, ImageRecord)) \
+        else list(images)
+    return [_one(item, i, max_pixels) for i, item in enumerate(items)]
