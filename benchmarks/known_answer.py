@@ -1,7 +1,7 @@
 """Known-answer benchmark: each generative variant against the true conditional density.
 
 Trains ``rfm``, ``fm`` and ``diffusion`` with the demo's default config on the known-answer task
-(:mod:`globeflow.tasks.known_answer`), then reports per model:
+(:mod:`globeflow.apps.tasks.known_answer`), then reports per model:
 
 - GeoScore of point predictions (best expected GeoScore of 64 unguided samples; and the published
   recipe, one sample with guidance 2) as a fraction of the Bayes-optimal GeoScore on the same points;

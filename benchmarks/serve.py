@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     p.add_argument("--out", default="bench_out/serve.json")
     a = p.parse_args(argv)
-    predictor = load_predictor(a.model, progress=False)  # warmed up: one answer already made
+    predictor = load_predictor(a.model)  # warmed up: one answer already made
     photos = _photos(Path(a.photos), 16)
     rows = []
     with background_server(predictor) as url:

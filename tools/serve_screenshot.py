@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=shutil.which("chromedriver")))
     try:
-        with background_server(load_predictor(a.model, progress=False)) as url:
+        with background_server(load_predictor(a.model)) as url:
             driver.get(url)
             driver.find_element(By.ID, "file").send_keys(str(Path(a.photo).resolve()))
             canvas = driver.find_element(By.ID, "map")

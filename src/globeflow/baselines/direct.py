@@ -117,7 +117,7 @@ class DirectNetwork(nn.Module):
 
 
 class DirectModel(nn.Module):
-    """A trained baseline with the training interface of :class:`~globeflow.models.GeoFlowModel`
+    """A trained baseline with the training interface of :class:`~globeflow.flow.model.GeoFlowModel`
     (``loss(x1, emb, generator=...)``, ``network`` holding every weight)."""
 
     def __init__(self, config: DirectConfig):

@@ -32,7 +32,7 @@ POINT_STRATEGIES = ("geoscore", "mode", "grid", "single")
 class Locator:
     """What every trained model's facade shares: the device, checked embeddings, seeded generators,
     streaming over a dataset. :class:`Geolocator` (flow models) and
-    :class:`~globeflow.baselines.locator.DirectGeolocator` (trained baselines) build on it."""
+    :class:`~globeflow.inference.head_locator.DirectGeolocator` (trained baselines) build on it."""
 
     #: The model class this facade answers for (its weights in ``.network``). Set by each subclass.
     model_class: type[torch.nn.Module]

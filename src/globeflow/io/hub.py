@@ -66,7 +66,7 @@ class PublishedModel:
     repo_id: str
     #: The model kind (a name in :data:`globeflow.registry.KINDS`): rfm, fm or diffusion.
     kind: str
-    #: globeflow's name of the image encoder whose embeddings the model takes (see globeflow.encoders).
+    #: globeflow's name of the image encoder whose embeddings the model takes (see globeflow.data.encoders).
     encoder: str
     dataset: str
 

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.colors import LogNorm
 
 from ..geo.distance import MAX_DISTANCE_KM, THRESHOLDS_KM
 from .figures import CBAR_RECT, MAP_RECT, draw_outlines, figure, finish_axes, save_png
@@ -103,7 +102,9 @@ def error_map_png(path: str | os.PathLike, true_latlon: np.ndarray, errors_km: n
     d = np.clip(np.asarray(errors_km, dtype=np.float64).reshape(-1), 1.0, MAX_DISTANCE_KM)
     if ll.shape[0] != d.shape[0] or d.size == 0:
         raise ValueError(f"need as many errors as locations (got {d.size} and {ll.shape[0]}), at least one")
-    fig = figure(width_px, 0.5)
+    fig = figure(width_px, 0.5)  # loads matplotlib
+    from matplotlib.colors import LogNorm
+
     ax = fig.add_axes(MAP_RECT)
     ax.set_xlim(-180, 180)
     ax.set_ylim(-90, 90)

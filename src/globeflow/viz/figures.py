@@ -6,10 +6,10 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection
-from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from ..geo.places import country_outlines
 from ..io.files import atomic_write_bytes
@@ -28,6 +28,10 @@ def figure(width_px: int, height_ratio: float, width_in: float = FIG_WIDTH_IN) -
     if int(width_px) != width_px or width_px < 100:
         raise ValueError(f"width_px must be an integer >= 100, got {width_px}")
     # width_px / width_in is exact in binary for width_in = 16 or 8, so Agg gets width_px exactly.
+    # matplotlib (~0.5 s to import) loads with the first picture, not with every command.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width_in, width_in * height_ratio), dpi=width_px / width_in)
     FigureCanvasAgg(fig)
     return fig
@@ -43,7 +47,9 @@ def save_png(fig: Figure, path: str | os.PathLike) -> Path:
 
 
 def draw_outlines(ax, linewidth: float) -> None:
-    """Country outlines from the offline Natural Earth polygons (see :mod:`globeflow.places`)."""
+    """Country outlines from the offline Natural Earth polygons (see :mod:`globeflow.geo.places`)."""
+    from matplotlib.collections import LineCollection
+
     lines = LineCollection(country_outlines(), colors="#555555", linewidths=linewidth, zorder=3)
     ax.add_collection(lines)
 

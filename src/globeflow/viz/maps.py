@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.lines import Line2D
 
 from ..geo import healpix
 from .figures import CBAR_RECT, MAP_HEIGHT_RATIO, MAP_RECT, draw_outlines, figure, save_png
@@ -111,6 +110,8 @@ def density_map_png(path: str | os.PathLike, log_density: np.ndarray, *, nest: b
     colorbar.set_label("log-density (nats per sr)")
 
     draw_outlines(ax, linewidth=0.4)
+    from matplotlib.lines import Line2D  # matplotlib loads with the first picture (see figures.figure)
+
     handles: list[Line2D] = []
     if credible_thresholds:
         # Contours on the sampled grid; -inf replaced by a finite floor so matplotlib can

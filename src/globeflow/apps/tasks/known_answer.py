@@ -6,7 +6,7 @@ fixed random class vector ``v_c`` and ``z ~ N(0, I)``. Because ``p(x | c)`` is c
 model can be scored against the truth: its log-likelihood against the true entropy, its GeoScore
 against the Bayes-optimal point prediction.
 
-Conventions: locations are unit vectors ``(..., 3)`` (see :mod:`globeflow.geometry`) or degrees
+Conventions: locations are unit vectors ``(..., 3)`` (see :mod:`globeflow.geo`) or degrees
 ``(..., 2)`` as (lat, lon); densities are in nats per steradian; reference computations are float64.
 
 GeoScore of a prediction at great-circle distance ``d`` km from the truth is

@@ -40,7 +40,7 @@ class EncoderUnavailableError(RuntimeError):
 class Encoder(nn.Module, abc.ABC):
     """A frozen image encoder: Pillow images -> pixels ``(B, 3, H, W)`` -> embeddings ``(B, dim)``.
 
-    Subclasses set ``name`` (what :func:`globeflow.encoders.load_encoder` accepts to rebuild the same
+    Subclasses set ``name`` (what :func:`globeflow.data.encoders.load_encoder` accepts to rebuild the same
     encoder) and ``dim``, and implement :meth:`preprocess` and :meth:`forward`.
     """
 

@@ -4,7 +4,7 @@
 Weights come from ``<Model>.from_pretrained(hub id or local folder)``. ``HF_HUB_OFFLINE`` /
 ``TRANSFORMERS_OFFLINE`` and ``HF_HUB_CACHE`` / ``HF_HOME`` are read at load time (huggingface_hub
 freezes them when first imported), and a download that cannot happen becomes an
-:class:`~globeflow.encoders.base.EncoderUnavailableError`.
+:class:`~globeflow.data.encoders.base.EncoderUnavailableError`.
 
 Embeddings, each matching how the published models were fed:
 

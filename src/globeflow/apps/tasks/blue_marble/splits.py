@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 from .... import geo
 from ....geo import healpix
@@ -110,6 +109,8 @@ def _near(points: np.ndarray, radius_km: float) -> Callable[[np.ndarray], np.nda
     A KD-tree on unit vectors with the chord of the arc, which orders points exactly as the
     great-circle distance does; arcs beyond pi are capped at the diameter.
     """
+    from scipy.spatial import cKDTree  # ~0.4 s to import: only building splits needs it
+
     if len(points) == 0:
         return lambda latlon: np.zeros(len(latlon), dtype=bool)
     tree = cKDTree(_unit(points))
