@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
+from globeflow.evaluation import compare_reports, evaluate_to_file
 from globeflow.evaluation.baselines import baseline_to_file
 from globeflow.io import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
-from globeflow.evaluation import compare_reports, evaluate_to_file
 from globeflow.train import TrainConfig, train
 
 TRAINED = ("rfm", "fm", "diffusion", "vmf", "vmf-mixture", "geocell", "regression")
@@ -87,8 +87,8 @@ def known_answer_ceiling(test_path: Path) -> dict[str, float]:
     import pyarrow.parquet as pq
 
     from globeflow import geo
-    from globeflow.evaluation.baselines import read_arrays
     from globeflow.apps.tasks.known_answer import default_task
+    from globeflow.evaluation.baselines import read_arrays
 
     task = default_task()
     latlon, emb, _, _ = read_arrays(test_path)

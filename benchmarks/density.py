@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -30,14 +29,14 @@ import numpy as np
 import torch
 
 from globeflow import geo
-from globeflow.inference import Geolocator
-from globeflow.evaluation.calibration import LEVELS, calibration_summary, hpd_ranks
-from globeflow.io import CHECKPOINT_NAME, atomic_write_text
 from globeflow.apps.demos.known_answer import DemoConfig, make_task_data
-from globeflow.inference.density import MapConfig
-from globeflow.evaluation.metrics import point_metrics
-from globeflow.inference.points import best_expected_geoscore
 from globeflow.apps.tasks.known_answer import default_task
+from globeflow.evaluation.calibration import LEVELS, calibration_summary, hpd_ranks
+from globeflow.evaluation.metrics import point_metrics
+from globeflow.inference import Geolocator
+from globeflow.inference.density import MapConfig
+from globeflow.inference.points import best_expected_geoscore
+from globeflow.io import CHECKPOINT_NAME, atomic_write_text
 from globeflow.train import TrainConfig, train
 
 

@@ -18,15 +18,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
-from globeflow.io import atomic_write_text
-from globeflow.data.images import read_images
+from globeflow.apps.tasks.blue_marble import BlueMarbleConfig, land_locations, patches_for
 from globeflow.data.embed import EmbedConfig, embed_to_dir
 from globeflow.data.encoders import load_encoder
-from globeflow.apps.tasks.blue_marble import BlueMarbleConfig, land_locations, patches_for
+from globeflow.data.images import read_images
+from globeflow.io import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:

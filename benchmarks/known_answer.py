@@ -24,11 +24,11 @@ from pathlib import Path
 
 import torch
 
+from globeflow.apps.demos.known_answer import DemoConfig, known_answer_report, make_task_data
+from globeflow.apps.tasks.known_answer import default_task
+from globeflow.flow import SamplerConfig
 from globeflow.inference import Geolocator
 from globeflow.io import CHECKPOINT_NAME, atomic_write_text, load_checkpoint
-from globeflow.apps.demos.known_answer import DemoConfig, known_answer_report, make_task_data
-from globeflow.flow import SamplerConfig
-from globeflow.apps.tasks.known_answer import default_task
 from globeflow.train import train
 
 STEPS = (8, 16, 32, 64, 250)

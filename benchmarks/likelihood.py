@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 
 from globeflow import geo
+from globeflow.apps.demos.known_answer import DemoConfig, make_task_data
+from globeflow.apps.tasks.known_answer import default_task
+from globeflow.flow.likelihood import ModelField, log_prob_ode
 from globeflow.geo import healpix as hp
 from globeflow.inference import Geolocator
 from globeflow.io import CHECKPOINT_NAME, atomic_write_text
-from globeflow.apps.demos.known_answer import DemoConfig, make_task_data
-from globeflow.flow.likelihood import ModelField, log_prob_ode
-from globeflow.apps.tasks.known_answer import default_task
 from globeflow.train import train
 
 SOLVERS = (("rk4", 8, None), ("rk4", 16, None), ("rk4", 32, None), ("dopri5", None, 1e-3), ("dopri5", None, 1e-5))

@@ -80,9 +80,9 @@ import torch
 from torch import Tensor, nn
 
 from globeflow import geo
-from globeflow.io import atomic_write_text
-from globeflow.inference import load_published_network
 from globeflow.flow import GeoFlowModel, ModelConfig, SamplerConfig
+from globeflow.inference import load_published_network
+from globeflow.io import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SITE = "/tmp/plonkenv/lib/python3.11/site-packages"

@@ -23,9 +23,9 @@ import httpx
 import numpy as np
 import torch
 
-from globeflow.io import atomic_write_text
 from globeflow.apps.demos.blue_marble import DEFAULT_MODEL
 from globeflow.apps.server.run import background_server, load_predictor
+from globeflow.io import atomic_write_text
 
 
 def _photos(folder: Path, count: int) -> list[bytes]:

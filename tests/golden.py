@@ -199,9 +199,9 @@ def photos(tmp: Path) -> Any:
 
 
 def server_answer(tmp: Path) -> Any:
-    from globeflow.inference import Geolocator
-    from globeflow.data.encoders import load_encoder
     from globeflow.apps.server import Predictor, ServeConfig
+    from globeflow.data.encoders import load_encoder
+    from globeflow.inference import Geolocator
 
     locator = Geolocator.load(BLUE, device="cpu")
     predictor = Predictor(locator, load_encoder(BLUE_ENCODER), ServeConfig(), name="golden")

@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from globeflow.inference.answers import AnswerConfig
-from globeflow.inference import Geolocator
-from globeflow.inference.density import MapConfig
+from globeflow.apps.server import Predictor, ServeConfig
 from globeflow.data.encoders import load_encoder
 from globeflow.flow import GeoFlowModel, ModelConfig
 from globeflow.flow.network import NetworkConfig
-from globeflow.apps.server import Predictor, ServeConfig
+from globeflow.inference import Geolocator
+from globeflow.inference.answers import AnswerConfig
+from globeflow.inference.density import MapConfig
 
 ENCODER = "efficientnet-lite0@32"  # the real offline encoder, at a small input size for speed
 FAST = ServeConfig(answers=AnswerConfig(num_samples=16, steps=2, top_k=3,

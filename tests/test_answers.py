@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from globeflow.inference.answers import AnswerConfig, answer_images, localizability
-from globeflow.inference import Geolocator
-from globeflow.inference.density import MapConfig
-from globeflow.geo import EARTH_RADIUS_KM
 from globeflow.flow import GeoFlowModel, ModelConfig
 from globeflow.flow.network import NetworkConfig
+from globeflow.geo import EARTH_RADIUS_KM
+from globeflow.inference import Geolocator
+from globeflow.inference.answers import AnswerConfig, answer_images, localizability
+from globeflow.inference.density import MapConfig
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import torch
 
 import globeflow
 from globeflow import geo
-from globeflow.inference import Geolocator
 from globeflow.flow import GeoFlowModel, ModelConfig
 from globeflow.flow.network import NetworkConfig
+from globeflow.inference import Geolocator
 from globeflow.inference.points import best_expected_geoscore, expected_geoscore
 
 

@@ -3,22 +3,20 @@
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
+from helpers import CENTRES, DIM, make_rows, write_dataset
 
 from globeflow import geo
-from globeflow.geo import healpix as grid
-from globeflow.inference import Geolocator, load_locator
+from globeflow.apps.cli import main
 from globeflow.baselines.direct import DirectConfig, DirectModel
 from globeflow.baselines.heads import GeocellHead, RegressionHead, VMFMixtureHead
+from globeflow.flow.network import NetworkConfig
+from globeflow.geo import healpix as grid
+from globeflow.inference import Geolocator, load_locator
 from globeflow.inference.head_locator import DirectGeolocator
 from globeflow.io import CheckpointError, load_checkpoint
-from globeflow.apps.cli import main
-from globeflow.flow.network import NetworkConfig
 from globeflow.train import TrainConfig, train
-
-from helpers import CENTRES, DIM, make_rows, write_dataset
 
 SMALL = dict(dim=32, depth=2)
 

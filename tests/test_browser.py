@@ -20,10 +20,9 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from server_helpers import tiny_predictor, write_jpeg  # noqa: E402
 
 from globeflow.apps.server.run import background_server  # noqa: E402
-
-from server_helpers import tiny_predictor, write_jpeg  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -5,11 +5,10 @@ import json
 import pyarrow.parquet as pq
 import pytest
 import torch
+from helpers import make_rows, write_dataset
 
 from globeflow.apps.cli import main
 from globeflow.data import write_embeddings
-
-from helpers import make_rows, write_dataset
 
 TRAIN_ARGS = ["--dim", "32", "--depth", "2", "--steps", "30", "--batch-size", "64", "--no-progress", "--device", "cpu"]
 

@@ -7,9 +7,9 @@ import healpy
 import numpy as np
 import pytest
 
+from globeflow.geo import EARTH_RADIUS_KM
 from globeflow.geo import healpix as hp
 from globeflow.inference.density import DensityMap, MapConfig, refine_map
-from globeflow.geo import EARTH_RADIUS_KM
 
 
 def unit(lat, lon):

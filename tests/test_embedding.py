@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from globeflow.data import EmbeddingDataset
-from globeflow.data.images import read_images
 from globeflow.data.embed import EmbedConfig, embed_to_dir, parse_shard, read_manifest
+from globeflow.data.images import read_images
 
 
 class TinyEncoder(torch.nn.Module):

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import golden
+import pytest
 
 
 @pytest.mark.parametrize("case", sorted(golden.CASES))

@@ -18,15 +18,15 @@ import torch
 from safetensors.torch import load_file
 
 from globeflow import geo
-from globeflow.inference import Geolocator, load_locator
-from globeflow.io import CheckpointError
 from globeflow.apps.cli import main
-from globeflow.data import write_embeddings
-from globeflow.io.hub import PUBLISHED_MODELS, is_hub_spec
 from globeflow.apps.export import export_model
-from globeflow.io.hub_layout import CONFIG_NAME, FREQS_KEY, GLOBEFLOW_NAME, PUBLISHED_CONFIG_KEYS, WEIGHTS_NAME
+from globeflow.data import write_embeddings
 from globeflow.flow import GeoFlowModel, ModelConfig, SamplerConfig
 from globeflow.flow.network import NetworkConfig, time_frequencies
+from globeflow.inference import Geolocator, load_locator
+from globeflow.io import CheckpointError
+from globeflow.io.hub import PUBLISHED_MODELS, is_hub_spec
+from globeflow.io.hub_layout import CONFIG_NAME, FREQS_KEY, GLOBEFLOW_NAME, PUBLISHED_CONFIG_KEYS, WEIGHTS_NAME
 
 FIXTURE = Path(__file__).parent / "fixtures" / "plonk_tiny"
 COND = 16  # the fixture's embedding dimension

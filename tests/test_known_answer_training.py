@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from globeflow.inference import Geolocator
-from globeflow.data import write_embeddings
 from globeflow.apps.demos.known_answer import known_answer_report
-from globeflow.flow import SamplerConfig
 from globeflow.apps.tasks.known_answer import default_task
+from globeflow.data import write_embeddings
+from globeflow.flow import SamplerConfig
+from globeflow.inference import Geolocator
 from globeflow.train import TrainConfig, train
 
 
@@ -42,8 +42,8 @@ def test_trained_density_integrates_to_one(trained):
     # Class 1 (one continent-wide mode, ~1400 km) is resolved by the 16 x 16 x 12 equal-area cells of
     # ~900 km. (Guided densities of trained models are much sharper and need finer grids; guided
     # normalisation is tested on a smooth random field in test_likelihood.py.)
-    from globeflow.geo import healpix as hp
     from globeflow.flow.likelihood import log_prob_ode
+    from globeflow.geo import healpix as hp
 
     task, g = trained
     cells = hp.cell_centers(16, dtype=torch.float32)

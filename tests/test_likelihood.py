@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from globeflow import geo
-from globeflow.geo import healpix as hp
-from globeflow.flow.likelihood import LOG_UNIFORM, divergence, log_prob_ode, sample_log_prob_ode
 from globeflow.flow import GeoFlowModel, ModelConfig
+from globeflow.flow.likelihood import LOG_UNIFORM, divergence, log_prob_ode, sample_log_prob_ode
 from globeflow.flow.network import NetworkConfig
 from globeflow.flow.schedules import make_schedule
+from globeflow.geo import healpix as hp
 
 pytestmark = pytest.mark.usefixtures("float64")
 

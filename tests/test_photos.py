@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from globeflow.inference import Geolocator
 from globeflow.apps.cli import main
 from globeflow.flow import GeoFlowModel, ModelConfig
 from globeflow.flow.network import NetworkConfig
+from globeflow.inference import Geolocator
 
 ENCODER = "efficientnet-lite0@32"  # the real offline encoder, at a small input size for speed
 

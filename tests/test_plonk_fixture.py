@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from globeflow.io import CheckpointError
 from globeflow.inference import load_published_network, read_published_config
+from globeflow.io import CheckpointError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "plonk_tiny"
 

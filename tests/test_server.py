@@ -18,12 +18,12 @@ from PIL import Image
 
 httpx = pytest.importorskip("httpx")
 
-from globeflow.inference.density import DensityMap  # noqa: E402
-from globeflow.viz import DYNAMIC_RANGE_NATS  # noqa: E402
+from server_helpers import jpeg_bytes, tiny_predictor  # noqa: E402
+
 from globeflow.apps.server import density_grid  # noqa: E402
 from globeflow.apps.server.run import background_server  # noqa: E402
-
-from server_helpers import jpeg_bytes, tiny_predictor  # noqa: E402
+from globeflow.inference.density import DensityMap  # noqa: E402
+from globeflow.viz import DYNAMIC_RANGE_NATS  # noqa: E402
 
 LIMIT = 60_000  # bytes: small, so that the oversized upload stays small too
 

@@ -6,15 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import make_rows, write_dataset
 
+from globeflow.evaluation.metrics import point_metrics
 from globeflow.inference import Geolocator
 from globeflow.io import CheckpointError, load_checkpoint
-from globeflow.evaluation.metrics import point_metrics
-from globeflow.train.optim import Lamb, warmup_cosine
 from globeflow.train import TrainConfig, TrainingError, train
 from globeflow.train.loop import _ema_update
-
-from helpers import make_rows, write_dataset
+from globeflow.train.optim import Lamb, warmup_cosine
 
 NET = {"dim": 32, "depth": 2}
 

@@ -39,8 +39,8 @@ def _save_inference(run: Path, out: Path) -> None:
 
 
 def build_known_answer(work: Path) -> None:
-    from globeflow.data import write_embeddings
     from globeflow.apps.tasks.known_answer import default_task
+    from globeflow.data import write_embeddings
     from globeflow.train import TrainConfig, train
 
     task = default_task()
@@ -60,9 +60,9 @@ def build_known_answer(work: Path) -> None:
 def build_blue_marble(work: Path) -> None:
     from PIL import Image
 
+    from globeflow.apps.tasks.blue_marble import BlueMarbleConfig, make_splits, patches_for
     from globeflow.data import write_embeddings
     from globeflow.data.encoders import load_encoder
-    from globeflow.apps.tasks.blue_marble import BlueMarbleConfig, make_splits, patches_for
     from globeflow.train import TrainConfig, train
 
     config = BlueMarbleConfig()

@@ -49,14 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--globeflow-python", required=True, help="python of an environment with globeflow installed")
     a = p.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
-    from plonk_fixture import _StubFinder, _stub_missing
+    from plonk_fixture import _stub_missing, _StubFinder
 
     sys.meta_path.insert(0, _StubFinder(_stub_missing(["torchvision", "transformers", "geos", "pandas", "scipy",
                                                        "accelerate"])))
     import torch
-    from safetensors.torch import load_file
-
     from plonk.models.pretrained_models import Plonk
+    from safetensors.torch import load_file
 
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([a.globeflow_python, "-c", _EXPORT, out], check=True)

@@ -87,9 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     stubbed = _stub_missing(["torchvision", "transformers", "geos", "pandas", "scipy", "accelerate"])
     sys.meta_path.insert(0, _StubFinder(stubbed))
     import torch
-    from safetensors.torch import save_file
-
     from plonk.models.pretrained_models import Plonk
+    from safetensors.torch import save_file
 
     torch.manual_seed(0)
     config = {"input_dim": 3, "dim": a.dim, "depth": a.depth, "expansion": a.expansion, "cond_dim": a.cond_dim}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data.embeddings import EmbeddingDataset
 from ..inference.answers import AnswerConfig, answer_images
@@ -115,7 +116,6 @@ def map_to_dir(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     written = resumed = 0
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=total, desc="map", unit="row")
     for i, batch in enumerate(dataset.iter_batches(batch_size)):
         if len(stems) >= total:

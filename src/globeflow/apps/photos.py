@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..data.images import read_images
 from ..inference.answers import AnswerConfig
@@ -62,7 +63,6 @@ def photo_rows(geolocator: Geolocator, records: Sequence[Any], *, config: Answer
     rows, features, skipped = [], [], []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=len(records), desc="predict", unit="photo")
     try:
         for start in range(0, len(records), batch_size):

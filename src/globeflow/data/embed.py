@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..io.files import atomic_write_text
 from .embeddings import write_embeddings
@@ -203,7 +204,6 @@ def embed_to_dir(source: "ImageSource", encoder: "Encoder", out: str | os.PathLi
     todo = [k for k in mine if not (out / _part_name(k)).exists()]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         total = sum(len(records[k * config.shard_rows:(k + 1) * config.shard_rows]) for k in todo)
         bar = tqdm(total=total, desc=f"embed ({encoder.name})", unit="img")
     written_rows, skipped_now = 0, []

@@ -6,12 +6,35 @@
 are imported as modules. Tensors in, tensors out: nothing here reads or writes files of its own.
 """
 
-from .distance import (EARTH_RADIUS_KM, GEOSCORE_SCALE_KM, MAX_DISTANCE_KM, THRESHOLDS_KM, distances_km, geoscore,
-                       haversine_km, valid_latlon)
+from .distance import (
+                       EARTH_RADIUS_KM,
+                       GEOSCORE_SCALE_KM,
+                       MAX_DISTANCE_KM,
+                       THRESHOLDS_KM,
+                       distances_km,
+                       geoscore,
+                       haversine_km,
+                       valid_latlon,
+)
 from .distributions import LOG_UNIFORM, uniform, vmf_log_prob, vmf_sample
 from .manifold import EUCLIDEAN, SPHERE, Euclidean, Manifold, Sphere
-from .sphere import (SPHERE_AREA, check_point, check_tangent, dist, expmap, geodesic, geodesic_velocity, inner,
-                     latlon_to_xyz, logmap, projx, proju, retraction, tangent_basis, xyz_to_latlon)
+from .sphere import (
+                       SPHERE_AREA,
+                       check_point,
+                       check_tangent,
+                       dist,
+                       expmap,
+                       geodesic,
+                       geodesic_velocity,
+                       inner,
+                       latlon_to_xyz,
+                       logmap,
+                       proju,
+                       projx,
+                       retraction,
+                       tangent_basis,
+                       xyz_to_latlon,
+)
 
 __all__ = [
     "EARTH_RADIUS_KM", "GEOSCORE_SCALE_KM", "MAX_DISTANCE_KM", "THRESHOLDS_KM", "distances_km", "geoscore",

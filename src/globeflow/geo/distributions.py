@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor
 
-from .sphere import eps, inner, projx, proju
+from .sphere import eps, inner, proju, projx
 
 __all__ = ["LOG_UNIFORM", "uniform", "vmf_log_prob", "vmf_sample"]
 

@@ -7,8 +7,20 @@
   photos as inputs (:mod:`.photos`), dataset-wide predictions (:mod:`.datasets`).
 """
 
-from .answers import (Answer, AnswerConfig, AreaShare, Guess, Localizability, RegionArea, TopPlace, Truth,
-                      answer_embeddings, answer_images, localizability, sample_answers)
+from .answers import (
+                      Answer,
+                      AnswerConfig,
+                      AreaShare,
+                      Guess,
+                      Localizability,
+                      RegionArea,
+                      TopPlace,
+                      Truth,
+                      answer_embeddings,
+                      answer_images,
+                      localizability,
+                      sample_answers,
+)
 from .datasets import log_prob_dataset, predict_dataset
 from .density import CREDIBLE_LEVELS, CredibleRegion, DensityMap, MapConfig, Mode, refine_map
 from .geolocator import PHOTO_ANSWERS, Geolocator

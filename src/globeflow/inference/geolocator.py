@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .. import geo
 from ..data.embed import embed_records
@@ -160,7 +161,6 @@ class Geolocator(Locator):
         encoder = self.image_encoder()
         bar = None
         if progress:
-            from tqdm.auto import tqdm
             bar = tqdm(total=len(inputs), desc="locate", unit="photo")
         answers: list[Answer] = []
         try:

@@ -21,13 +21,19 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 from torch import nn
+from tqdm.auto import tqdm
 
 from .. import geo, registry
 from ..data.embed import read_manifest
 from ..data.embeddings import EmbeddingDataset
 from ..flow.network import NetworkConfig
-from ..io.checkpoint import (CHECKPOINT_NAME, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors,
-                             save_checkpoint)
+from ..io.checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+)
 from ..io.device import resolve_device
 from ..io.files import atomic_write_text
 from .config import TrainConfig, TrainingError
@@ -138,7 +144,6 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
         resume: continue from ``run_dir/checkpoint.safetensors`` (model, EMA, optimizer, step).
         on_step: called as ``on_step(step, loss)`` after every step (tests use it to interrupt).
     """
-    from tqdm.auto import tqdm
 
     dev = _local_device(device)
     ddp = _Dist(dev)

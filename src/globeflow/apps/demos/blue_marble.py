@@ -20,16 +20,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sys
-
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from ...baselines.knn import KNNGeolocator
 from ...data.embed import MANIFEST_NAME
@@ -99,7 +99,6 @@ def _build_data(folder: Path, splits: BlueMarbleSplits, config: BlueMarbleDemoCo
     encoder = load_encoder(config.encoder, device=device)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=sum(len(v) for v in sets.values()), desc=f"embed patches ({config.encoder})", unit="img")
     try:
         for name, latlon in sets.items():

@@ -18,8 +18,18 @@ message for a bad row is built row by row.
 """
 
 from .reader import EmbeddingDataset
-from .schema import (EMBEDDING, ID, LAT, LON, MAX_SKIPPED_EXAMPLES, REQUIRED_COLUMNS, Batch, DatasetError, DatasetInfo,
-                     InvalidRowError)
+from .schema import (
+                     EMBEDDING,
+                     ID,
+                     LAT,
+                     LON,
+                     MAX_SKIPPED_EXAMPLES,
+                     REQUIRED_COLUMNS,
+                     Batch,
+                     DatasetError,
+                     DatasetInfo,
+                     InvalidRowError,
+)
 from .writer import write_embeddings
 
 __all__ = [

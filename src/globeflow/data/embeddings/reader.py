@@ -14,9 +14,24 @@ from tqdm import tqdm
 
 from . import sampler
 from .chunks import _rebatch, _require_int, _to_tensor
-from .schema import (ID, MAX_SKIPPED_EXAMPLES, REQUIRED_COLUMNS, Batch, DatasetError, DatasetInfo, InvalidRowError,
-                     PathLike, _Checked, _discover, _fingerprint, _FileMeta, _Fragment, _open_file, _row_message,
-                     _SkipReport)
+from .schema import (
+    ID,
+    MAX_SKIPPED_EXAMPLES,
+    REQUIRED_COLUMNS,
+    Batch,
+    DatasetError,
+    DatasetInfo,
+    InvalidRowError,
+    PathLike,
+    _Checked,
+    _discover,
+    _FileMeta,
+    _fingerprint,
+    _Fragment,
+    _open_file,
+    _row_message,
+    _SkipReport,
+)
 from .validation import _check_batch, _find_dim, _row_reason
 
 __all__ = ["EmbeddingDataset"]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .chunks import _RowQueue, _rebatch, _require_int, _rng, _shard_size, _to_tensor
+from .chunks import _rebatch, _require_int, _rng, _RowQueue, _shard_size, _to_tensor
 from .schema import REQUIRED_COLUMNS, DatasetError, _Checked, _Fragment
 
 if TYPE_CHECKING:

@@ -20,8 +20,14 @@ import torch
 
 from .base import Encoder, EncoderUnavailableError
 from .efficientnet import DEFAULT_IMAGE_SIZE, LITE0, EfficientNetLite0
-from .hf import (CLIPVisionEncoder, DINOv2RegEncoder, HFVisionEncoder, SiglipVisionEncoder, StreetCLIPEncoder,
-                 local_folder)
+from .hf import (
+    CLIPVisionEncoder,
+    DINOv2RegEncoder,
+    HFVisionEncoder,
+    SiglipVisionEncoder,
+    StreetCLIPEncoder,
+    local_folder,
+)
 
 __all__ = [
     "Encoder",

@@ -30,9 +30,19 @@ from typing import TYPE_CHECKING, ClassVar
 from PIL import Image
 from torch import Tensor
 
+from ...io.extras import require
 from ...io.hub import hub_failure, hub_options
-from .base import (IMAGENET_MEAN, IMAGENET_STD, Encoder, EncoderUnavailableError, center_crop, center_square,
-                   resize_shortest, to_rgb, to_tensor)
+from .base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Encoder,
+    EncoderUnavailableError,
+    center_crop,
+    center_square,
+    resize_shortest,
+    to_rgb,
+    to_tensor,
+)
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "SIGLIP_MEAN", "SIGLIP_STD", "STREETCLIP_ID", "CLIPVisionEncoder", "DINOv2RegEncoder",
            "HFVisionEncoder", "SiglipVisionEncoder", "StreetCLIPEncoder", "local_folder"]
@@ -95,8 +105,10 @@ class HFVisionEncoder(Encoder):
 
         Raises:
             EncoderUnavailableError: the files are neither cached nor downloadable (e.g. offline).
+            MissingExtraError: transformers is not installed (the ``hub`` extra).
         """
-        import transformers
+        require("hub", f"the {cls.default_name or cls.family} image encoder")
+        import transformers  # ~1 s to import: only Hugging Face encoders need it
 
         if name_or_path is None and cls.default_source is None:
             raise ValueError(f"{cls.__name__}.from_pretrained needs a hub id or a local folder")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ...geo import healpix as hgrid
 from .map import DensityMap, _cells_xyz
@@ -107,7 +108,6 @@ def refine_map(log_density_fn: LogDensityFn, batch: int, config: MapConfig = Map
     levels = int(round(math.log2(config.nside // config.start_nside)))
     bar = None
     if progress and levels:
-        from tqdm.auto import tqdm
         bar = tqdm(total=levels, desc="refine map", unit="level")
     while nside < config.nside:
         left = int(round(math.log2(config.nside // nside)))  # refinements still to come, this one included
