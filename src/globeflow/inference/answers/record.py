@@ -19,6 +19,13 @@ from ..density import DensityMap
 __all__ = ["Guess", "TopPlace", "AreaShare", "RegionArea", "Localizability", "Truth", "Answer"]
 
 
+class _Plain:
+    """A record whose dict form is its fields, in order."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
 class Guess:
     """A point answer: ``lat``, ``lon`` degrees, how it was chosen (``method``), its distance to the
@@ -59,7 +66,7 @@ class TopPlace:
 
 
 @dataclass(frozen=True)
-class AreaShare:
+class AreaShare(_Plain):
     """The probability that the photo was taken in one country, region or city (its samples' share);
     ``key`` is the OSV-5M style key, ``""`` (named ``"(sea)"``) for points in no country."""
 
@@ -68,12 +75,9 @@ class AreaShare:
     country_code: str
     probability: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class RegionArea:
+class RegionArea(_Plain):
     """The ``level`` credible region: the smallest set of map cells holding that probability, its
     area in km^2, its number of cells and the log-density (nats/sr) of its least dense cell."""
 
@@ -82,12 +86,9 @@ class RegionArea:
     cells: int
     threshold_log_density: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class Localizability:
+class Localizability(_Plain):
     """How much the photo says about where it was taken: ``bits`` of information over the uniform
     density (0: none; 1 bit per halving of the area), with its Monte Carlo standard error, the
     entropy in nats/sr and the effective area in km^2 (the uniform region as uncertain)."""
@@ -97,12 +98,9 @@ class Localizability:
     entropy_nats: float
     effective_area_km2: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class Truth:
+class Truth(_Plain):
     """The true location when known: its log-density under the model (nats/sr), the credible level at
     which it is covered (the mass denser than it) and whether each reported region holds it."""
 
@@ -111,9 +109,6 @@ class Truth:
     log_density: float
     credible_level: float
     inside: dict[str, bool]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
