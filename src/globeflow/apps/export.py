@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import registry
 from .._version import __version__
 from ..evaluation.tables import markdown_table, read_reports
 from ..flow.network import time_frequencies
@@ -26,11 +27,6 @@ __all__ = ["export_model", "model_card", "EXPORT_FORMAT"]
 #: Version of ``globeflow.json``; bump when its fields change meaning.
 EXPORT_FORMAT = 1
 
-_KIND_TEXT = {
-    "rfm": "Riemannian flow matching on the sphere S^2 (exact, normalised density)",
-    "fm": "flow matching in R^3, projected to the sphere",
-    "diffusion": "diffusion in R^3 (DDIM sampling), projected to the sphere",
-}
 
 
 def export_model(run: str | os.PathLike, out: str | os.PathLike, *, reports: list[str | os.PathLike] = (),
@@ -77,7 +73,7 @@ def model_card(name: str, model_config: dict[str, Any], encoder: str | None, par
     lines = ["---", "library_name: globeflow", "tags:", "- globeflow", "- geolocation", "- flow-matching",
              "- model_hub_mixin", "---", "", f"# {name}", "",
              f"A [globeflow](https://pypi.org/project/globeflow/) geolocation model: given an image embedding, "
-             f"a probability distribution over the globe. Model type: {_KIND_TEXT.get(kind, kind)}.", "",
+             f"a probability distribution over the globe. Model type: {_kind_text(kind)}.", "",
              "| | |", "|---|---|",
              f"| type | `{kind}` |",
              f"| image encoder | `{encoder or 'unknown'}` (embedding dimension {net['cond_dim']}) |",
@@ -107,6 +103,10 @@ def model_card(name: str, model_config: dict[str, Any], encoder: str | None, par
                          f"point strategy `{r.get('predict', {}).get('strategy', '?')}`")
         lines.append("")
     return "\n".join(lines)
+
+
+def _kind_text(kind: str) -> str:
+    return registry.KINDS[kind].summary if kind in registry.KINDS else kind
 
 
 def _schedule_text(schedule: dict[str, Any]) -> str:

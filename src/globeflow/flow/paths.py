@@ -119,7 +119,7 @@ class Path:
 
 class SpherePath(Path):
     kind: PathKind = "rfm"
-    summary = "Riemannian flow matching on the sphere (exact, normalised density)"
+    summary = "Riemannian flow matching on the sphere S^2 (exact, normalised density)"
     space = SPHERE
     exact_density = True
     published_step = True
@@ -172,7 +172,7 @@ class EuclideanFlowPath(_GaussianPath):
 
 class DiffusionPath(_GaussianPath):
     kind: PathKind = "diffusion"
-    summary = "diffusion in R^3 (DDPM trained, DDIM sampled), projected to the sphere"
+    summary = "diffusion in R^3 (DDIM sampling), projected to the sphere"
     methods = ("ddim",)
     default_sampler = SamplerConfig(method="ddim", steps=64)
     published_sampler = SamplerConfig(method="ddim", steps=250)

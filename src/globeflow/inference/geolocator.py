@@ -12,15 +12,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .. import geo
-from ..data.embed import embed_records
 from ..data.encoders import Encoder, load_encoder
 from ..data.images.records import MAX_PIXELS
 from ..flow.likelihood import KM2_OFFSET, ModelField, log_prob_ode, sample_log_prob_ode
@@ -28,11 +26,11 @@ from ..flow.model import GeoFlowModel, ModelConfig, chunked
 from ..flow.sampling import PROTOCOLS, SamplerConfig
 from ..io.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from ..io.hub import is_hub_spec
-from .answers import Answer, AnswerConfig, answer_embeddings, sample_answers
+from .answers import Answer, AnswerConfig, answer_embeddings, override, sample_answers
 from .density import DensityMap, MapConfig, refine_map
 from .hub_models import hub_model
 from .locator import POINT_STRATEGIES, Locator, PointStrategy, read_model_checkpoint
-from .photos import ImageInput, photo_inputs
+from .photos import ImageInput, locate_photos
 from .points import best_expected_geoscore
 
 __all__ = ["Geolocator", "PHOTO_ANSWERS"]
@@ -152,36 +150,10 @@ class Geolocator(Locator):
                 as an answer whose ``error`` says why (``answer.ok`` is False).
             max_pixels: larger images are refused before decoding (decompression bombs).
         """
-        if on_unreadable not in ("raise", "report"):
-            raise ValueError(f"on_unreadable must be 'raise' or 'report', got {on_unreadable!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        config = _override(config, top_k=top_k, guidance=guidance, num_samples=num_samples, steps=steps, nside=nside)
-        inputs = photo_inputs(images, max_pixels=max_pixels)
-        encoder = self.image_encoder()
-        bar = None
-        if progress:
-            bar = tqdm(total=len(inputs), desc="locate", unit="photo")
-        answers: list[Answer] = []
-        try:
-            for start in range(0, len(inputs), batch_size):
-                part = inputs[start:start + batch_size]
-                kept, emb, skipped = embed_records(part, encoder, batch_size=batch_size, workers=workers,
-                                                   errors="raise" if on_unreadable == "raise" else "skip")
-                found = iter(self.answer(torch.from_numpy(emb), config=config, seed=seed + start) if len(kept) else [])
-                reasons = iter(skipped)
-                kept_set = set(kept.tolist())
-                for j, item in enumerate(part):
-                    if j in kept_set:
-                        answers.append(replace(next(found), source=item.source))
-                    else:
-                        answers.append(Answer(source=item.source, error=next(reasons)[1]))
-                if bar is not None:
-                    bar.update(len(part))
-        finally:
-            if bar is not None:
-                bar.close()
-        return answers
+        config = override(config, top_k=top_k, guidance=guidance, num_samples=num_samples, steps=steps, nside=nside)
+        return locate_photos(self.image_encoder(), self.answer, images, config=config, seed=seed,
+                             batch_size=batch_size, workers=workers, on_unreadable=on_unreadable,
+                             max_pixels=max_pixels, progress=progress)
 
     # --- samplers -----------------------------------------------------------------------------------------------
 
@@ -379,13 +351,3 @@ class Geolocator(Locator):
         # Images refined together share every network call.
         parts = chunked(refine, emb.shape[0], max(1, _POINTS_PER_CALL // (4 * config.max_cells)))
         return [m for part in parts for m in part]
-
-
-def _override(config: AnswerConfig, *, top_k: int | None, guidance: float | None, num_samples: int | None,
-              steps: int | None, nside: int | None) -> AnswerConfig:
-    """``config`` with the given fields replaced (None keeps the config's)."""
-    changes: dict[str, Any] = {k: v for k, v in dict(top_k=top_k, guidance=guidance, num_samples=num_samples,
-                                                    steps=steps).items() if v is not None}
-    if nside is not None:
-        changes["map"] = replace(config.map, nside=nside)
-    return replace(config, **changes) if changes else config

@@ -2,8 +2,8 @@
 localizability), computed by :mod:`.build` as typed :class:`Answer` records (:mod:`.record`)."""
 
 from .build import answer_embeddings, answer_images, localizability, sample_answers
-from .config import AnswerConfig
+from .config import AnswerConfig, override
 from .record import Answer, AreaShare, Guess, Localizability, RegionArea, TopPlace, Truth
 
-__all__ = ["AnswerConfig", "Answer", "AreaShare", "Guess", "Localizability", "RegionArea", "TopPlace", "Truth",
+__all__ = ["AnswerConfig", "override", "Answer", "AreaShare", "Guess", "Localizability", "RegionArea", "TopPlace", "Truth",
            "answer_embeddings", "answer_images", "localizability", "sample_answers"]

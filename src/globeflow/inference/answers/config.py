@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..density import CREDIBLE_LEVELS, MapConfig
 
-__all__ = ["AnswerConfig"]
+__all__ = ["AnswerConfig", "override"]
 
 
 @dataclass(frozen=True)
@@ -30,3 +31,13 @@ class AnswerConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not all(0.0 < p <= 1.0 for p in self.levels):
             raise ValueError(f"credible levels must be in (0, 1], got {self.levels}")
+
+
+def override(config: AnswerConfig, *, top_k: int | None = None, guidance: float | None = None,
+             num_samples: int | None = None, steps: int | None = None, nside: int | None = None) -> AnswerConfig:
+    """``config`` with the given fields replaced (``None`` keeps the config's; ``nside`` is the map's)."""
+    changes: dict[str, Any] = {k: v for k, v in dict(top_k=top_k, guidance=guidance, num_samples=num_samples,
+                                                    steps=steps).items() if v is not None}
+    if nside is not None:
+        changes["map"] = replace(config.map, nside=nside)
+    return replace(config, **changes) if changes else config
