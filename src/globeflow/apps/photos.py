@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ..data.images import read_images
 from ..inference.answers import AnswerConfig
 from ..inference.geolocator import PHOTO_ANSWERS, Geolocator
+from ..inference.photos import iter_answers, photo_inputs
 from ..io.files import atomic_write_text
 from ..io.tables import check_table_path, write_table
 from .mapping import row_stem, write_row
@@ -58,34 +59,26 @@ def _flat(report: dict[str, Any], top_k: int, countries: int = 3) -> dict[str, A
 def photo_rows(geolocator: Geolocator, records: Sequence[Any], *, config: AnswerConfig = PHOTO_ANSWERS,
                batch_size: int = 8, workers: int = 2, seed: int = 0, maps_dir: Path | None = None,
                progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[str, str]]]:
-    """``(flat rows, GeoJSON features, skipped [(source, reason)])`` for image records, in order; the
-    answers are :meth:`Geolocator.locate`'s, a batch of ``batch_size`` photos at a time."""
+    """``(flat rows, GeoJSON features, skipped [(source, reason)])`` for image records, in order: the
+    answers of :meth:`Geolocator.locate`, written out (maps included) as each batch is done, so that
+    a large folder never holds all its maps in memory."""
     rows, features, skipped = [], [], []
-    bar = None
-    if progress:
-        bar = tqdm(total=len(records), desc="predict", unit="photo")
-    try:
-        for start in range(0, len(records), batch_size):
-            part = records[start:start + batch_size]
-            answers = geolocator.locate(part, config=config, seed=seed + start, batch_size=batch_size,
-                                        workers=workers, on_unreadable="report")
-            for rec, answer in zip(part, answers):
-                if not answer.ok:
-                    skipped.append((rec.source, answer.error))
-                    continue
-                meta: dict[str, Any] = {"id": rec.id, "source": rec.source}
-                if np.isfinite(rec.lat) and np.isfinite(rec.lon):
-                    meta.update(true_lat=rec.lat, true_lon=rec.lon)
-                report = answer.to_dict()
-                rows.append({**meta, **_flat(report, config.top_k)})
-                features.append(answer.to_geojson(meta))
-                if maps_dir is not None and answer.density_map is not None:
-                    write_row(maps_dir, row_stem(rec.id), rec.id, report, answer.density_map, config.levels)
-            if bar is not None:
-                bar.update(len(part))
-    finally:
-        if bar is not None:
-            bar.close()
+    answers = iter_answers(geolocator.image_encoder(), geolocator.answer, photo_inputs(records), config=config,
+                           seed=seed, batch_size=batch_size, workers=workers, on_unreadable="report")
+    with tqdm(total=len(records), desc="predict", unit="photo", disable=not progress) as bar:
+        for rec, answer in zip(records, answers):
+            bar.update(1)
+            if not answer.ok:
+                skipped.append((rec.source, answer.error))
+                continue
+            meta: dict[str, Any] = {"id": rec.id, "source": rec.source}
+            if np.isfinite(rec.lat) and np.isfinite(rec.lon):
+                meta.update(true_lat=rec.lat, true_lon=rec.lon)
+            report = answer.to_dict()
+            rows.append({**meta, **_flat(report, config.top_k)})
+            features.append(answer.to_geojson(meta))
+            if maps_dir is not None and answer.density_map is not None:
+                write_row(maps_dir, row_stem(rec.id), rec.id, report, answer.density_map, config.levels)
     return rows, features, skipped
 
 

@@ -28,7 +28,7 @@ from .head_locator import DIRECT_STRATEGIES, DirectGeolocator
 from .hub_models import hub_model, load_published_network, read_published_config
 from .loading import load_locator
 from .locator import POINT_STRATEGIES, Locator, PointStrategy
-from .photos import ImageInput, locate_photos, photo_inputs
+from .photos import ImageInput, iter_answers, photo_inputs
 from .points import best_expected_geoscore, expected_geoscore
 from .settings import LogProbConfig, PointConfig
 
@@ -37,6 +37,6 @@ __all__ = [
     "DIRECT_STRATEGIES", "PHOTO_ANSWERS", "Answer", "AnswerConfig", "AreaShare", "Guess", "Localizability",
     "RegionArea", "TopPlace", "Truth", "answer_embeddings", "answer_images", "localizability", "sample_answers",
     "log_prob_dataset", "predict_dataset", "CREDIBLE_LEVELS", "CredibleRegion", "DensityMap", "MapConfig", "Mode",
-    "refine_map", "hub_model", "load_published_network", "read_published_config", "ImageInput", "photo_inputs", "locate_photos",
+    "refine_map", "hub_model", "load_published_network", "read_published_config", "ImageInput", "photo_inputs", "iter_answers",
     "best_expected_geoscore", "expected_geoscore", "PointConfig", "LogProbConfig",
 ]

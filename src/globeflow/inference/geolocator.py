@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .. import geo
 from ..data.encoders import Encoder, load_encoder
@@ -30,7 +31,7 @@ from .answers import Answer, AnswerConfig, answer_embeddings, override, sample_a
 from .density import DensityMap, MapConfig, refine_map
 from .hub_models import hub_model
 from .locator import POINT_STRATEGIES, Locator, PointStrategy, read_model_checkpoint
-from .photos import ImageInput, locate_photos
+from .photos import ImageInput, iter_answers, photo_inputs
 from .points import best_expected_geoscore
 
 __all__ = ["Geolocator", "PHOTO_ANSWERS"]
@@ -106,20 +107,20 @@ class Geolocator(Locator):
         if chosen is None:
             raise ValueError(f"{self.source.get('path', 'this model')}: the checkpoint does not record which image "
                              "encoder made its training embeddings; pass --encoder (e.g. efficientnet-lite0)")
-        encoder = load_encoder(chosen, path, device=self.device)
-        if encoder.dim != self.embedding_dim:
-            raise ValueError(f"encoder {chosen} gives {encoder.dim}-d embeddings but the model expects "
-                             f"{self.embedding_dim}-d; pass the --encoder the model was trained with")
+        encoder = self._fitting(load_encoder(chosen, path, device=self.device))
         if name is None and path is None:
             self._image_encoder = encoder
         return encoder
 
     def use_encoder(self, encoder: Encoder) -> None:
         """Embed photos with this (already loaded) encoder from now on."""
+        self._image_encoder = self._fitting(encoder)
+
+    def _fitting(self, encoder: Encoder) -> Encoder:
         if encoder.dim != self.embedding_dim:
             raise ValueError(f"encoder {encoder.name} makes {encoder.dim}-d embeddings, the model takes "
-                             f"{self.embedding_dim}-d ones")
-        self._image_encoder = encoder
+                             f"{self.embedding_dim}-d ones; pass the --encoder the model was trained with")
+        return encoder
 
     def answer(self, embeddings: Tensor | np.ndarray, *, config: AnswerConfig = AnswerConfig(), seed: int = 0,
                truth: np.ndarray | None = None, progress: bool = False) -> list[Answer]:
@@ -151,9 +152,15 @@ class Geolocator(Locator):
             max_pixels: larger images are refused before decoding (decompression bombs).
         """
         config = override(config, top_k=top_k, guidance=guidance, num_samples=num_samples, steps=steps, nside=nside)
-        return locate_photos(self.image_encoder(), self.answer, images, config=config, seed=seed,
-                             batch_size=batch_size, workers=workers, on_unreadable=on_unreadable,
-                             max_pixels=max_pixels, progress=progress)
+        inputs = photo_inputs(images, max_pixels=max_pixels)
+        answers = iter_answers(self.image_encoder(), self.answer, inputs, config=config, seed=seed,
+                               batch_size=batch_size, workers=workers, on_unreadable=on_unreadable)
+        out = []
+        with tqdm(total=len(inputs), desc="locate", unit="photo", disable=not progress) as bar:
+            for a in answers:
+                out.append(a)
+                bar.update(1)
+        return out
 
     # --- samplers -----------------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ and in answers.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -17,17 +17,18 @@ from typing import Any, Literal, Union
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ..data.embed import embed_records
 from ..data.encoders import Encoder
 from ..data.images.records import MAX_PIXELS, ImageRecord, UnreadableImageError, decode_image
 from .answers import Answer, AnswerConfig
 
-__all__ = ["ImageInput", "PhotoInput", "photo_inputs", "locate_photos"]
+__all__ = ["ImageInput", "PhotoInput", "photo_inputs", "iter_answers"]
 
 #: What :meth:`Geolocator.locate <globeflow.inference.geolocator.Geolocator.locate>` accepts per image.
 ImageInput = Union[str, os.PathLike, Image.Image, bytes, np.ndarray, ImageRecord]
+#: The types of one image (anything else is taken as a sequence of images).
+_ONE_IMAGE = (str, os.PathLike, Image.Image, bytes, bytearray, memoryview, np.ndarray, ImageRecord)
 
 
 @dataclass(frozen=True)
@@ -71,43 +72,29 @@ def _one(item: Any, index: int, max_pixels: int | None) -> PhotoInput:
 def photo_inputs(images: ImageInput | Sequence[ImageInput], *, max_pixels: int | None = MAX_PIXELS) -> list[PhotoInput]:
     """The images as :class:`PhotoInput` s, in order; one image may be given alone. Files are read
     and decoded only when embedded (``max_pixels`` guards against decompression bombs)."""
-    items = [images] if isinstance(images, (str, os.PathLike, Image.Image, bytes, np.ndarray, ImageRecord)) \
-        else list(images)
+    items = [images] if isinstance(images, _ONE_IMAGE) else list(images)
     return [_one(item, i, max_pixels) for i, item in enumerate(items)]
 
 
-def locate_photos(encoder: Encoder, answer: Callable[..., list[Answer]], images: ImageInput | Sequence[ImageInput], *,
-                  config: AnswerConfig, seed: int = 0, batch_size: int = 16, workers: int = 2,
-                  on_unreadable: Literal["raise", "report"] = "raise", max_pixels: int | None = MAX_PIXELS,
-                  progress: bool = False) -> list[Answer]:
-    """Embed ``images`` with ``encoder`` a batch at a time and ``answer(embeddings, config=, seed=)``
-    them: one :class:`Answer` per image, in order (see :meth:`Geolocator.locate
-    <globeflow.inference.geolocator.Geolocator.locate>`)."""
+def iter_answers(encoder: Encoder, answer: Callable[..., list[Answer]], inputs: Sequence[PhotoInput], *,
+                 config: AnswerConfig, seed: int = 0, batch_size: int = 16, workers: int = 2,
+                 on_unreadable: Literal["raise", "report"] = "raise") -> Iterator[Answer]:
+    """Embed ``inputs`` with ``encoder`` a batch at a time and ``answer(embeddings, config=, seed=)``
+    them: one :class:`Answer` per input, in order, yielded as each batch is done (see
+    :meth:`Geolocator.locate <globeflow.inference.geolocator.Geolocator.locate>`)."""
     if on_unreadable not in ("raise", "report"):
         raise ValueError(f"on_unreadable must be 'raise' or 'report', got {on_unreadable!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    inputs = photo_inputs(images, max_pixels=max_pixels)
-    bar = None
-    if progress:
-        bar = tqdm(total=len(inputs), desc="locate", unit="photo")
-    answers: list[Answer] = []
-    try:
-        for start in range(0, len(inputs), batch_size):
-            part = inputs[start:start + batch_size]
-            kept, emb, skipped = embed_records(part, encoder, batch_size=batch_size, workers=workers,
-                                               errors="raise" if on_unreadable == "raise" else "skip")
-            found = iter(answer(torch.from_numpy(emb), config=config, seed=seed + start) if len(kept) else [])
-            reasons = iter(skipped)
-            kept_set = set(kept.tolist())
-            for j, item in enumerate(part):
-                if j in kept_set:
-                    answers.append(replace(next(found), source=item.source))
-                else:
-                    answers.append(Answer(source=item.source, error=next(reasons)[1]))
-            if bar is not None:
-                bar.update(len(part))
-    finally:
-        if bar is not None:
-            bar.close()
-    return answers
+    for start in range(0, len(inputs), batch_size):
+        part = inputs[start:start + batch_size]
+        kept, emb, skipped = embed_records(part, encoder, batch_size=batch_size, workers=workers,
+                                           errors="raise" if on_unreadable == "raise" else "skip")
+        found = iter(answer(torch.from_numpy(emb), config=config, seed=seed + start) if len(kept) else [])
+        reasons = iter(skipped)
+        kept_set = set(kept.tolist())
+        for j, item in enumerate(part):
+            if j in kept_set:
+                yield replace(next(found), source=item.source)
+            else:
+                yield Answer(source=item.source, error=next(reasons)[1])

@@ -21,7 +21,7 @@ from ...evaluation.baselines import baseline_to_file
 from ...evaluation.report import evaluate_to_file
 from ...evaluation.tables import compare_reports
 from ...flow.network import NetworkConfig
-from ...inference.answers import AnswerConfig
+from ...inference.answers import AnswerConfig, override
 from ...inference.density import MapConfig
 from ...inference.geolocator import PHOTO_ANSWERS
 from ...inference.settings import LogProbConfig, PointConfig
@@ -98,9 +98,9 @@ def _predict_photos(a: argparse.Namespace) -> int:
     if a.protocol != "globeflow" or a.strategy is not None:
         raise ValueError("--protocol and --point apply to embedding datasets; photo answers draw samples with "
                          "exact densities (rfm) and report the best guess, top places and regions")
-    config = dataclasses.replace(PHOTO_ANSWERS, top_k=a.top_k, map=dataclasses.replace(PHOTO_ANSWERS.map, nside=a.nside),
-                                 num_samples=PHOTO_ANSWERS.num_samples if a.num_samples is None else a.num_samples,
-                                 guidance=a.guidance or 0.0, steps=a.steps or PHOTO_ANSWERS.steps)
+    # --steps 0 keeps the photo answers' steps, as before.
+    config = override(PHOTO_ANSWERS, top_k=a.top_k, nside=a.nside, num_samples=a.num_samples, guidance=a.guidance,
+                      steps=a.steps or None)
     summary = predict_photos_to_file(a.run, a.data[0] if len(a.data) == 1 else a.data, a.out, kind=a.image_kind,
                                      labels=a.labels, encoder=a.encoder, encoder_path=a.encoder_path,
                                      config=config, maps_dir=a.maps, batch_size=min(a.batch_size, 16),
