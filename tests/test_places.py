@@ -139,18 +139,13 @@ def test_empty_input():
         places.area_probabilities(empty)
 
 
-def test_country_codes_fast_enough():
-    import time
-
+def test_country_codes_sea_fraction():
+    # Uniform points: about 71% of the sphere is sea. (Speed is measured by benchmarks/places.py.)
     rng = np.random.default_rng(0)
     n = 20_000
     pts = np.stack((np.degrees(np.arcsin(rng.uniform(-1, 1, n))), rng.uniform(-180, 180, n)), axis=-1)
-    places.country_codes(pts[:10])  # load outside the timing
-    start = time.perf_counter()
     codes = places.country_codes(pts)
-    # >= 20,000 points/s with a wide margin for slow CI (measured ~120,000/s on 1 core).
-    assert time.perf_counter() - start < 1.0
-    assert 0.55 < (codes == "").mean() < 0.8  # about 71% of the sphere is sea
+    assert 0.65 < (codes == "").mean() < 0.77
 
 
 def test_country_name():
