@@ -116,8 +116,8 @@ def part_maps(a: argparse.Namespace) -> dict:
         exact_share = float((m.evaluated_nside[top] == 64).mean())
         pts = np.stack(healpy.pix2vec(64, top, nest=True), -1)[None]
         t0 = time.perf_counter()
-        ref, _ = g.log_density_points(emb.float(), pts, steps=64)
-        ref32, _ = g.log_density_points(emb.float(), pts[:, :200], steps=32)
+        ref, _, _ = g.log_density_points(emb.float(), pts, steps=64)
+        ref32, _, _ = g.log_density_points(emb.float(), pts[:, :200], steps=32)
         err = m.log_density[top] - ref[0]
         rows.append({"class": c, "seconds": seconds, "exact_solves": m.evaluations, "nfe": m.nfe,
                      "mass": m.mass(), "top1000_exact_share": exact_share,

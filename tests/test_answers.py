@@ -68,7 +68,7 @@ def test_localizability_closed_forms():
 
 
 def test_answer_report_is_consistent(geolocator):
-    cfg = AnswerConfig(num_samples=64, steps=8, top_k=3, map=SMALL)
+    cfg = AnswerConfig(num_samples=64, steps=8, solver="rk4", error_check=4, top_k=3, map=SMALL)
     truth = np.array([[48.85, 2.35], [-33.9, 151.2]])
     results = answer_images(geolocator, EMB, truth=truth, config=cfg)
     assert len(results) == 2
@@ -79,7 +79,10 @@ def test_answer_report_is_consistent(geolocator):
         total = sum(c["probability"] for c in report["countries"])
         assert total <= 1.0 + 1e-9
         assert 1 <= len(report["top_k"]) <= 3
-        assert sum(m["probability"] for m in report["top_k"]) <= 1.0 + 1e-9
+        # Basins are disjoint; discs of 200 km around places 250 km apart may overlap.
+        assert sum(m["basin_probability"] for m in report["top_k"]) <= 1.0 + 1e-9
+        assert all(0.0 <= m["probability"] <= m["within_km"]["750"] + 1e-12 <= 1.0 + 1e-9 for m in report["top_k"])
+        assert report["map"]["densest_cells_error_nats"] >= 0 and isinstance(report["warnings"], list)
         for m in report["top_k"]:
             assert {"name", "country_code", "distance_km"} <= set(m["place"])
         tr = report["truth"]

@@ -60,3 +60,55 @@ def test_summary_and_errors():
         hpd_ranks(np.array([np.nan]), np.zeros((1, 2)))
     with pytest.raises(ValueError, match="at least one row"):
         coverage(np.array([]))
+
+
+# --- conformal recalibration ------------------------------------------------------------------------------------
+
+from globeflow.inference.calibration import CALIBRATION_NAME, CalibrationError, Recalibration  # noqa: E402
+
+
+def test_recalibrated_level_is_the_conformal_order_statistic():
+    recal = Recalibration.fit(np.array([0.9, 0.1, 0.5, 0.3]), data="d", samples_per_row=8, weights_sha256="x")
+    assert recal.ranks == (0.1, 0.3, 0.5, 0.9) and recal.rows == 4
+    # k = ceil(5 p): p = 0.2 -> 1st, 0.5 -> 3rd, 0.8 -> 4th, 0.9 -> 5th > n -> the whole globe.
+    assert [recal.level(p) for p in (0.2, 0.5, 0.8, 0.9)] == [0.1, 0.5, 0.9, 1.0]
+    with pytest.raises(ValueError, match=r"credible level must be in \(0, 1\]"):
+        recal.level(0.0)
+    with pytest.raises(CalibrationError, match="ascending list of numbers in"):
+        Recalibration((0.5, 0.2), "d", 8, "x")
+
+
+@pytest.mark.parametrize("truth_scale", [2.5, 0.5])
+def test_conformal_recalibration_restores_coverage_on_new_rows(truth_scale):
+    # An over-confident (truths 2.5x wider) and an under-confident model: fitted on 2,000 rows, the
+    # recalibrated regions hold new rows' truths at the nominal rate (finite-sample guarantee:
+    # coverage >= p, and < p + 1/(n+1) in expectation), where the raw ones miss by far.
+    def ranks(n, seed):  # the tie-breaking uniforms from their own stream, independent of the draws
+        rng = np.random.default_rng(seed)
+        truth, samples = rng.normal(scale=truth_scale, size=n), rng.normal(size=(n, 64))
+        return hpd_ranks(gaussian_logpdf(truth, 1.0), gaussian_logpdf(samples, 1.0), seed=seed + 100)
+
+    cal, test = ranks(2000, 1), ranks(20000, 2)
+    recal = Recalibration.fit(cal, data="d", samples_per_row=64, weights_sha256="x")
+    before = coverage(test, (0.5, 0.9))
+    after = np.array([np.mean(test <= recal.level(p)) for p in (0.5, 0.9)])
+    assert np.abs(before - [0.5, 0.9]).max() > 0.15
+    assert np.abs(after - [0.5, 0.9]).max() < 0.04
+
+
+def test_a_calibration_file_is_bound_to_its_weights(tmp_path):
+    from globeflow.io import file_sha256
+
+    weights = tmp_path / "checkpoint.safetensors"
+    weights.write_bytes(b"weights")
+    assert Recalibration.beside(weights) is None
+    recal = Recalibration.fit(np.array([0.2, 0.7]), data="cal.parquet", samples_per_row=8,
+                              weights_sha256=file_sha256(weights))
+    recal.save(tmp_path)
+    assert Recalibration.beside(weights) == recal
+    weights.write_bytes(b"other weights")
+    with pytest.raises(CalibrationError, match="fitted on other weights than checkpoint.safetensors"):
+        Recalibration.beside(weights)
+    (tmp_path / CALIBRATION_NAME).write_text("{not json")
+    with pytest.raises(CalibrationError, match="not a readable calibration file"):
+        Recalibration.beside(weights)

@@ -284,3 +284,42 @@ def test_baselines_share_the_report_format_and_have_closed_form_answers(run, tmp
     assert "different datasets" in table  # uniform was scored on train.parquet
     assert main(["baseline", "knn", str(run / "test.parquet"), "--out", str(knn10)]) == 2
     assert "needs --train" in error_line(capsys)
+
+
+def test_calibrate_writes_a_run_that_every_command_uses(run, capsys, tmp_path):
+    new = tmp_path / "calibrated"
+    assert main(["calibrate", str(run / "run"), str(run / "test.parquet"), "--out", str(new),
+                 "--calibration-samples", "16", "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == 50 and set(summary["levels"]) == {"0.5", "0.9", "0.95"}
+    assert (new / "checkpoint.safetensors").read_bytes() == (run / "run" / "checkpoint.safetensors").read_bytes()
+    saved = json.loads((new / "calibration.json").read_text())
+    assert saved["method"] == "conformal-hpd" and len(saved["ranks"]) == 50
+    # evaluate reports the model's own coverage and the recalibrated one.
+    out = tmp_path / "report.json"
+    assert main(["evaluate", str(new), str(run / "test.parquet"), "--out", str(out), "--num-samples", "4",
+                 "--steps", "4", "--calibration-samples", "16"]) == 0
+    cal = json.loads(out.read_text())["metrics"]["calibration"]
+    after = cal["after_recalibration"]
+    assert after["recalibration"]["rows"] == 50 and len(after["map_levels"]) == 9
+    # map answers: each region reported at p is the model's region at the recalibrated level.
+    assert main(["map", str(new), str(run / "test.parquet"), "--out", str(tmp_path / "maps"), "--limit", "1",
+                 *MAP_ARGS]) == 0
+    (report,) = [json.loads(p.read_text()) for p in (tmp_path / "maps").glob("*.json")]
+    levels = {r["level"]: r for r in report["credible_regions"]}
+    assert all(r["calibrated"] for r in levels.values())
+    assert levels[0.9]["map_level"] == summary["levels"]["0.9"]
+    assert report["settings"]["calibration"]["rows"] == 50
+    # export carries the recalibration over to the hub folder, bound to the exported weights.
+    assert main(["export", str(new), str(tmp_path / "hub")]) == 0
+    from globeflow.inference import Geolocator
+
+    hub = Geolocator.load(tmp_path / "hub", device="cpu")
+    assert hub.calibration is not None and hub.calibration.ranks == tuple(sorted(saved["ranks"]))
+    # The run itself is not a new run; weights changed under the file are refused.
+    capsys.readouterr()
+    assert main(["calibrate", str(new), str(run / "test.parquet"), "--out", str(new)]) == 2
+    assert "that is the run itself" in error_line(capsys)
+    (new / "calibration.json").write_text(json.dumps({**saved, "weights_sha256": "0" * 64}))
+    assert main(["map", str(new), str(run / "test.parquet"), "--out", str(tmp_path / "m2"), *MAP_ARGS]) == 2
+    assert "fitted on other weights" in error_line(capsys)

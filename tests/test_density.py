@@ -114,7 +114,7 @@ def test_geojson_cells_on_the_antimeridian_do_not_wrap_around_the_globe():
 def make_fn(comps, counter):
     def fn(pts):
         counter.append(pts.shape[0] * pts.shape[1])
-        return mixture_logpdf(pts, comps), 1
+        return mixture_logpdf(pts, comps), 1, np.zeros(pts.shape[:2])
     return fn
 
 
@@ -156,7 +156,7 @@ def test_batched_refinement_equals_one_image_at_a_time():
     comps_a, comps_b = [((45.0, 5.0), 300.0, 1.0)], [((-30.0, 150.0), 30.0, 1.0)]
 
     def fn(pts):
-        return np.stack((mixture_logpdf(pts[0], comps_a), mixture_logpdf(pts[1], comps_b))), 1
+        return np.stack((mixture_logpdf(pts[0], comps_a), mixture_logpdf(pts[1], comps_b))), 1, np.zeros(pts.shape[:2])
 
     a, b = refine_map(fn, 2, MapConfig(nside=32))
     (a1,) = refine_map(make_fn(comps_a, []), 1, MapConfig(nside=32))
@@ -196,3 +196,23 @@ def test_the_densest_cells_of_a_tight_density_are_exact():
     assert np.allclose(m.log_density[top], full.log_density[top])
     (fewer,) = refine_map(make_fn(comps, []), 1, MapConfig(nside=64, exact_top=0))
     assert (fewer.evaluated_nside[top] == 64).mean() < 0.5
+
+
+def vmf_within(kappa, radius_km):
+    """Closed form: the vMF mass within a great-circle distance of its mean."""
+    a = 1.0 - math.cos(radius_km / 6371.0)
+    return (1.0 - math.exp(-kappa * a)) / (1.0 - math.exp(-2 * kappa))
+
+
+@pytest.mark.parametrize("kappa", [450.0, 5000.0])
+def test_probability_within_a_distance_matches_the_vmf_closed_form(kappa):
+    # kappa 450: ~300 km wide; 5000: ~90 km, about one nside-64 cell, so the 25 km disc lies inside
+    # the peak cell and only the sub-cell interpolation can resolve it.
+    m = full_map([((30.0, 40.0), kappa, 1.0)], 64)
+    for radius in (25.0, 200.0, 750.0):
+        assert abs(m.probability_within(30.0, 40.0, radius) - vmf_within(kappa, radius)) < 0.02, (kappa, radius)
+    # Off the mode, a disc holds less; the whole sphere holds everything; bad radii are refused.
+    assert m.probability_within(33.0, 40.0, 200.0) < m.probability_within(30.0, 40.0, 200.0)
+    assert abs(m.probability_within(-30.0, -140.0, 20100.0) - 1.0) < 1e-6
+    with pytest.raises(ValueError, match="radius_km must be > 0"):
+        m.probability_within(30.0, 40.0, 0.0)

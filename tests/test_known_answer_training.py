@@ -52,3 +52,29 @@ def test_trained_density_integrates_to_one(trained):
     r = log_prob_ode(lambda y, gam: g.model.velocity(y, gam, emb), cells, grid=grid)
     mass = (r.log_prob.double().exp() * hp.cell_area(16)).sum().item()
     assert abs(mass - 1) < 0.01, mass
+
+
+def test_a_place_probability_is_the_share_of_samples_within_its_radius(trained):
+    # Issue 15's bar: each top place's probability (within place_radius_km, from the density map)
+    # against the fraction of 10,000 independent model samples that land within that distance.
+    from globeflow import geo
+    from globeflow.inference.answers import AnswerConfig
+
+    task, g = trained
+    latlon, emb, labels = task.sample(200, generator=torch.Generator().manual_seed(5))
+    rows = [int((labels == c).nonzero()[0]) for c in labels.unique()[:3]]
+    config = AnswerConfig(num_samples=256, top_k=3)
+    answers = g.answer(emb[rows], config=config, seed=1)
+    samples = geo.latlon_to_xyz(g.sample(emb[rows], 10_000, seed=7).double())
+    checked = 0
+    for answer, xs in zip(answers, samples):
+        assert answer.top_k and answer.settings["place_radius_km"] == 200.0
+        for place in answer.top_k:
+            centre = geo.latlon_to_xyz(torch.tensor([place.lat, place.lon], dtype=torch.float64))
+            km = torch.arccos((xs @ centre).clamp(-1, 1)) * geo.EARTH_RADIUS_KM
+            assert place.probability == place.within_km["200"] and place.radius_km == 200.0
+            for radius, p in place.within_km.items():
+                share = (km <= float(radius)).double().mean().item()
+                assert abs(p - share) < 0.02, (place, radius, share)
+                checked += share > 0.05
+    assert checked >= 3  # the comparison was not only between near-zero probabilities

@@ -159,3 +159,64 @@ def test_closed_form_model_divergence_equals_the_jvp_divergence(guidance):
     torch.testing.assert_close(v, v_ref)
     torch.testing.assert_close(div, div_ref, rtol=1e-9, atol=1e-9)
     assert div.abs().max() > 0.1  # a field with a real divergence, not a trivially zero one
+
+
+# --- the adaptive pairs -------------------------------------------------------------------------------------------
+
+SPIKE_AT, SPIKE_WIDTH = 0.6, 0.01
+
+
+def spike_field(x, g):
+    """The polar field with its whole pull A in a narrow burst of gamma (a Gaussian of width 0.01):
+    the density at gamma = 1 is the same closed form, but a fixed grid steps over the burst."""
+    a = A * torch.exp(-0.5 * ((g - SPIKE_AT) / SPIKE_WIDTH) ** 2) / (SPIKE_WIDTH * math.sqrt(2 * math.pi))
+    return a * geo.proju(x, EZ.expand_as(x))
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+def test_adaptive_resolves_a_spike_a_fixed_grid_steps_over(method):
+    x = points(100)
+    truth = polar_log_density(x)
+    fixed = log_prob_ode(spike_field, x, grid=torch.linspace(0, 1, 17))
+    adaptive = log_prob_ode(spike_field, x, grid=torch.linspace(0, 1, 2), method=method, rtol=1e-6, atol=1e-6)
+    assert (fixed.log_prob - truth).abs().max() > 0.5  # RK4-16 misses the burst
+    err = (adaptive.log_prob - truth).abs()
+    assert err.max() < 1e-3
+    # The reported error estimate is of the size of the actual error (not zero, not wildly off).
+    assert adaptive.error is not None and adaptive.error.shape == (100,)
+    assert err.max() < 20 * adaptive.error.max() + 1e-6 and adaptive.error.max() < 1e-2
+
+
+def test_adaptive_rows_take_their_own_steps():
+    # A field with a burst only for z > 0: the northern row takes small steps through it, the
+    # southern row (which does not move) only the steps that max_step allows.
+    from globeflow.flow.solvers import solve_adaptive
+
+    def f(x, g, rows):
+        north = (x[:, 2] > 0).to(x.dtype)
+        v = spike_field(x, g[:, None]) * north[:, None]
+        return v, torch.zeros_like(g)
+
+    x = torch.tensor([[0.6, 0.0, 0.8], [0.6, 0.0, -0.8]], dtype=torch.float64)
+    r = solve_adaptive(f, x, 0.0, 1.0, rtol=1e-6, atol=1e-6)
+    assert r.steps[1] == 8 and r.steps[0] > 2 * r.steps[1]
+    assert torch.allclose(r.x[1], x[1])
+
+
+def test_adaptive_matches_the_forward_density_and_runs_backwards():
+    x0 = points(50, seed=2)
+    fwd = sample_log_prob_ode(spike_field, x0, grid=torch.linspace(0, 1, 2), method="dopri5")
+    assert (fwd.log_prob - polar_log_density(fwd.x)).abs().max() < 1e-3
+    back = log_prob_ode(spike_field, fwd.x, grid=torch.linspace(0, 1, 2), method="dopri5")
+    assert (back.log_prob - fwd.log_prob).abs().max() < 1e-3
+
+
+def test_adaptive_argument_errors():
+    from globeflow.flow.solvers import solve_adaptive
+
+    with pytest.raises(ValueError, match="unknown adaptive solver 'rk45'; expected one of bosh3, dopri5"):
+        solve_adaptive(lambda x, g, r: (x, g), points(2), 0.0, 1.0, rtol=1e-5, atol=1e-5, method="rk45")
+    with pytest.raises(ValueError, match="tolerances must be > 0"):
+        solve_adaptive(lambda x, g, r: (x, g), points(2), 0.0, 1.0, rtol=0.0, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown likelihood solver 'euler'; expected one of rk4, bosh3, dopri5"):
+        log_prob_ode(polar_field, points(2), grid=torch.linspace(0, 1, 2), method="euler")

@@ -8,6 +8,7 @@ DIR`` pushes it; ``--model hf:owner/name`` pulls and loads it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from ..inference.geolocator import Geolocator
 from ..inference.loading import load_locator
 from ..io.checkpoint import CheckpointError
 from ..io.files import file_sha256
-from ..io.hub_layout import FREQS_KEY, GLOBEFLOW_NAME, PUBLISHED_CONFIG_KEYS, write_model_folder
+from ..io.hub_layout import FREQS_KEY, GLOBEFLOW_NAME, PUBLISHED_CONFIG_KEYS, WEIGHTS_NAME, write_model_folder
 
 __all__ = ["export_model", "model_card", "EXPORT_FORMAT"]
 
@@ -62,7 +63,12 @@ def export_model(run: str | os.PathLike, out: str | os.PathLike, *, reports: lis
     net = network.config
     tensors = {**network.state_dict(),
                FREQS_KEY: time_frequencies(net.dim // 4, endpoint=net.time_frequencies == "endpoint")}
-    return write_model_folder(out, tensors, {k: getattr(net, k) for k in PUBLISHED_CONFIG_KEYS}, meta, card)
+    folder = write_model_folder(out, tensors, {k: getattr(net, k) for k in PUBLISHED_CONFIG_KEYS}, meta, card)
+    if locator.calibration is not None:
+        # The same network in another file: the recalibration carries over, bound to the new file.
+        weights = folder / WEIGHTS_NAME
+        dataclasses.replace(locator.calibration, weights_sha256=file_sha256(weights)).save(folder)
+    return folder
 
 
 def model_card(name: str, model_config: dict[str, Any], encoder: str | None, parameters: int,

@@ -47,7 +47,7 @@ def row_stem(row_id: Any) -> str:
 def _label(mode: dict) -> str:
     place = mode.get("place", {})
     name = ", ".join(v for v in (place.get("name"), mode.get("country_code") or place.get("country_code")) if v)
-    return f"{name} ({100 * mode['probability']:.0f}%)"
+    return f"{name} ({100 * mode['probability']:.0f}% within {mode['radius_km']:g} km)"
 
 
 def write_row(out: Path, stem: str, row_id: Any, report: dict, dmap, levels: tuple[float, ...]) -> None:
@@ -79,12 +79,15 @@ def _index(out: Path, stems: list[str]) -> int:
         rows.append({"id": r["id"], "localizability_bits": r["localizability"]["bits"],
                      "best_lat": r["best_guess"]["lat"], "best_lon": r["best_guess"]["lon"],
                      "top_place": r["top_k"][0]["place"]["name"] if r["top_k"] else "",
+                     "top_place_probability": r["top_k"][0]["probability"] if r["top_k"] else "",
+                     "place_radius_km": r["top_k"][0]["radius_km"] if r["top_k"] else "",
                      "top_country": top_country.get("name", ""),
                      "top_country_probability": top_country.get("probability", ""),
                      "area90_km2": area90, "error_km": r["best_guess"].get("error_km", ""), "json": path.name})
     rows.sort(key=lambda r: -r["localizability_bits"])
     buf = io.StringIO()
-    fields = ["id", "localizability_bits", "best_lat", "best_lon", "top_place", "top_country",
+    fields = ["id", "localizability_bits", "best_lat", "best_lon", "top_place", "top_place_probability",
+              "place_radius_km", "top_country",
               "top_country_probability", "area90_km2", "error_km", "json"]
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()

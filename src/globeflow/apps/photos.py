@@ -3,7 +3,9 @@
 Each readable photo is answered by :meth:`Geolocator.locate
 <globeflow.inference.geolocator.Geolocator.locate>`: embedded with the encoder the model was trained on
 (recorded in its checkpoint by ``globeflow embed`` + ``train``; ``--encoder`` overrides), then answered
-as by ``globeflow map`` (rfm models): the best guess, the top-k distinct places with their probabilities,
+as by ``globeflow map`` (rfm models): the best guess, the top-k distinct places with the probability
+of being within ``place_radius_km`` of each (``placeN_probability``; ``placeN_basin_probability`` is
+the mass of the place's basin of attraction, which can span a continent),
 the country probabilities and the localizability. Models without a density (``fm``, ``diffusion``)
 give the best guess and the country probabilities of their samples. Output: CSV or Parquet (flat
 columns) or GeoJSON (one point feature per photo, with the full answer as properties). With
@@ -42,6 +44,9 @@ def _flat(report: dict[str, Any], top_k: int, countries: int = 3) -> dict[str, A
     row["localizability_bits"] = loc["bits"] if loc else float("nan")
     regions = {f"area{100 * r['level']:.0f}_km2": r["area_km2"] for r in report.get("credible_regions", [])}
     row.update(regions)
+    places = report.get("top_k", [])
+    # A place's probability is that of the photo being within this distance of it (not its basin's mass).
+    row["place_radius_km"] = places[0]["radius_km"] if places else float("nan")
     for i in range(top_k):
         m = report.get("top_k", [])[i] if i < len(report.get("top_k", [])) else None
         row[f"place{i + 1}"] = m["place"]["name"] if m else ""
@@ -49,6 +54,7 @@ def _flat(report: dict[str, Any], top_k: int, countries: int = 3) -> dict[str, A
         row[f"place{i + 1}_lat"] = m["lat"] if m else float("nan")
         row[f"place{i + 1}_lon"] = m["lon"] if m else float("nan")
         row[f"place{i + 1}_probability"] = m["probability"] if m else float("nan")
+        row[f"place{i + 1}_basin_probability"] = m["basin_probability"] if m else float("nan")
     for i in range(countries):
         c = report["countries"][i] if i < len(report["countries"]) else None
         row[f"country{i + 1}"] = c["name"] if c else ""

@@ -21,9 +21,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..data.embeddings import EmbeddingDataset
+from ..inference.calibration import Recalibration
 from ..inference.locator import Locator
+from ..io.files import file_sha256
 
-__all__ = ["LEVELS", "hpd_ranks", "coverage", "calibration_summary", "density_dataset"]
+__all__ = ["LEVELS", "hpd_ranks", "coverage", "calibration_summary", "density_dataset", "recalibrated_summary",
+           "fit_recalibration"]
 
 #: Nominal levels reported by default: 0.1, 0.2, ..., 0.9.
 LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 10))
@@ -94,3 +97,32 @@ def density_dataset(geolocator: Locator, dataset: EmbeddingDataset, *, batch_siz
     if not lps:
         raise ValueError(f"{dataset.path}: no valid rows")
     return {"id": ids, "log_prob": np.concatenate(lps), "hpd_rank": np.concatenate(ranks) if ranks else None}
+
+
+def recalibrated_summary(u: np.ndarray, recal: Recalibration, levels: Sequence[float] = LEVELS) -> dict:
+    """:func:`calibration_summary` of the recalibrated regions: the p region holds the truth when
+    ``u <= recal.level(p)``; also the model levels used and what the recalibration was fitted on."""
+    u = np.asarray(u, dtype=np.float64)
+    q = np.array([recal.level(p) for p in levels])
+    cov = np.array([float(np.mean(u <= x)) for x in q])
+    gaps = np.abs(cov - np.asarray(levels))
+    return {"levels": list(levels), "map_levels": [float(x) for x in q], "coverage": [float(c) for c in cov],
+            "mean_abs_gap": float(gaps.mean()), "max_abs_gap": float(gaps.max()), "n": int(u.size),
+            "recalibration": recal.describe()}
+
+
+def fit_recalibration(geolocator: Locator, dataset: EmbeddingDataset, *, calibration_samples: int = 64,
+                      batch_size: int = 256, progress: bool = True, seed: int = 0) -> tuple[Recalibration, np.ndarray]:
+    """The conformal recalibration of ``geolocator``'s credible levels on a labelled ``dataset``, and
+    the rows' HPD ranks ``(n,)`` (its model's own, before recalibration)."""
+    if calibration_samples < 1:
+        raise ValueError(f"calibration_samples must be >= 1, got {calibration_samples}")
+    geolocator.require_density()
+    dens = density_dataset(geolocator, dataset, batch_size=batch_size, progress=progress,
+                           calibration_samples=calibration_samples, seed=seed)
+    weights = geolocator.source.get("path")
+    if not weights:
+        raise ValueError("the model has no weights file on record to bind the calibration to")
+    recal = Recalibration.fit(dens["hpd_rank"], data=str(dataset.path), samples_per_row=calibration_samples,
+                              weights_sha256=file_sha256(weights))
+    return recal, dens["hpd_rank"]

@@ -21,7 +21,7 @@ from ..inference.loading import load_locator
 from ..io.files import atomic_write_text, file_sha256
 from ..viz.charts import error_cdf_png, error_map_png, reliability_png
 from .admin import TRUTH_COLUMNS, admin_accuracy, keys_from_columns
-from .calibration import calibration_summary, density_dataset
+from .calibration import calibration_summary, density_dataset, recalibrated_summary
 from .metrics import point_metrics
 from .sets import prdc
 from .tables import markdown_table
@@ -71,6 +71,9 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
             reliability_png(picture, calibration["levels"], calibration["coverage"], n=calibration["n"],
                             title=f"credible-region calibration, {Path(str(data)).name} (n={calibration['n']})")
             calibration["picture"] = str(picture)
+            if geolocator.calibration is not None:
+                # The model's own coverage above; the regions its answers report, recalibrated, here.
+                calibration["after_recalibration"] = recalibrated_summary(dens["hpd_rank"], geolocator.calibration)
     if calibration is None:
         calibration = {"note": metrics.get("nll_note") if metrics["nll"] is None else "not computed (--calibration-samples 0)"}
     metrics["calibration"] = calibration

@@ -17,8 +17,9 @@ divergence on the sphere: its densities do not integrate to one.
   (``E[z z^T] = P``, so ``E[z^T J z] = tr(P J P)``): unbiased, noisier, half the cost.
 
 Solvers (:mod:`globeflow.flow.solvers`): fixed-step RK4 on the augmented state ``(x, log-density
-change)``, with stages projected to the sphere (the radial extension argument), or adaptive
-Dormand-Prince (``torchdiffeq``'s dopri5) with tolerances. Units are nats per steradian of the unit sphere; add
+change)``, with stages projected to the sphere (the radial extension argument), or an adaptive
+embedded pair (``"dopri5"``, ``"bosh3"``) with error control on the whole augmented state, each point
+with its own steps, which also returns each point's error estimate in nats. Units are nats per steradian of the unit sphere; add
 :data:`KM2_OFFSET` ``= -2 log 6371`` for nats per km^2.
 """
 
@@ -34,10 +35,13 @@ from torch.func import jvp
 
 from .. import geo
 from ..geo.distributions import LOG_UNIFORM
-from .solvers import solve_adaptive, solve_augmented
+from .solvers import PAIRS, solve_adaptive, solve_augmented
 
 __all__ = ["LOG_UNIFORM", "KM2_OFFSET", "LogProbResult", "SampleResult", "ModelField", "divergence",
-           "log_prob_ode", "sample_log_prob_ode"]
+           "log_prob_ode", "sample_log_prob_ode", "LIKELIHOOD_METHODS"]
+
+#: Likelihood solvers: fixed-step RK4 on the grid, or an adaptive pair of :data:`~.solvers.PAIRS`.
+LIKELIHOOD_METHODS = ("rk4", *PAIRS)
 
 #: log p per km^2 = log p per steradian + KM2_OFFSET (a steradian is R^2 km^2 on the Earth).
 KM2_OFFSET = -2.0 * math.log(geo.EARTH_RADIUS_KM)
@@ -48,11 +52,14 @@ DivergenceKind = Literal["exact", "hutchinson"]
 
 @dataclass(frozen=True)
 class LogProbResult:
-    """``log_prob (N,)`` in nats per steradian; ``nfe``: field evaluations (a JVP counts as one)."""
+    """``log_prob (N,)`` in nats per steradian; ``nfe``: field evaluations (a JVP counts as one);
+    ``error (N,)``: the adaptive solver's estimate of each value's numerical error in nats (``None``
+    for fixed steps, which have no estimate)."""
 
     log_prob: Tensor
     nfe: int
     units: str = "nats/sr"
+    error: Tensor | None = None
 
 
 class ModelField:
@@ -118,25 +125,57 @@ class SampleResult:
     log_prob: Tensor
     nfe: int
     units: str = "nats/sr"
+    error: Tensor | None = None
 
 
 class _Counted:
-    """The augmented field ``x, gamma -> (v, div_S2 v)`` of a tangent field, counting evaluations.
+    """The augmented field ``x, gamma -> (v, div_S2 v)`` of a tangent field on a fixed grid, counting
+    evaluations (each Hutchinson evaluation draws its own probe from ``generator``)."""
 
-    ``probe``: one fixed Hutchinson probe for every evaluation (what an adaptive solver needs: a new
-    probe at each evaluation makes the right-hand side random and the step-size control meaningless);
-    without it each evaluation draws its own from ``generator``.
-    """
-
-    def __init__(self, field: Field, kind: DivergenceKind, generator: torch.Generator | None = None,
-                 probe: Tensor | None = None):
-        self.field, self.kind, self.generator, self.probe = field, kind, generator, probe
+    def __init__(self, field: Field, kind: DivergenceKind, generator: torch.Generator | None = None):
+        self.field, self.kind, self.generator = field, kind, generator
         self.nfe = 0
 
     def __call__(self, x: Tensor, gamma: Tensor) -> tuple[Tensor, Tensor]:
-        v, div, n = divergence(self.field, x, gamma, self.kind, self.generator, probe=self.probe)
+        v, div, n = divergence(self.field, x, gamma, self.kind, self.generator)
         self.nfe += n
         return v, div
+
+
+class _Rows:
+    """The augmented field on a subset of the flattened rows of ``x``, each row at its own signal
+    level: what :func:`~.solvers.solve_adaptive` evaluates. A :class:`ModelField`'s embeddings
+    ``(B, D)`` are matched to rows ``(B * P,)`` of ``x (B, P, 3)`` (or ``(B, 3)``); any other field
+    gets ``gamma`` as a column ``(M, 1)``, broadcastable against ``x (M, 3)``."""
+
+    def __init__(self, field: Field, shape: torch.Size, kind: DivergenceKind, probe: Tensor | None):
+        self.field, self.kind, self.row_evaluations = field, kind, 0
+        self.probe = None if probe is None else probe.reshape(-1, 3)
+        n = math.prod(shape[:-1])
+        if isinstance(field, ModelField):
+            self.image = torch.arange(n, device=field.emb.device) // max(1, n // max(1, field.emb.shape[0]))
+
+    def __call__(self, x: Tensor, gamma: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+        if isinstance(self.field, ModelField):
+            f, g = ModelField(self.field.model, self.field.emb[self.image[rows]], self.field.guidance), gamma
+        else:
+            f, g = self.field, gamma[:, None]
+        v, div, n = divergence(f, x, g, self.kind, probe=None if self.probe is None else self.probe[rows])
+        self.row_evaluations += n * x.shape[0]
+        return v, div
+
+
+def _adaptive(field: Field, x: Tensor, g_start: float, g_end: float, method: str, kind: DivergenceKind,
+              rtol: float, atol: float, generator: torch.Generator | None):
+    # One fixed probe per point for Hutchinson: a new probe at each evaluation would make the
+    # right-hand side random and the step-size control meaningless.
+    probe = None
+    if kind == "hutchinson":
+        probe = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    rows = _Rows(field, x.shape, kind, probe)
+    result = solve_adaptive(rows, x, g_start, g_end, rtol=rtol, atol=atol, method=method)
+    # Evaluations per point (as a fixed grid counts them: all points advance in each call).
+    return result, round(rows.row_evaluations / max(1, math.prod(x.shape[:-1])))
 
 
 @torch.no_grad()
@@ -150,39 +189,48 @@ def log_prob_ode(field: Field, x: Tensor, *, grid: Tensor | None = None, method:
         field: tangent field ``(x (N, 3), gamma scalar) -> (N, 3)``.
         grid: signal levels from noise to data (e.g. ``Schedule.sampling_grid(steps)``); for dopri5
             only its endpoints are used.
-        method: ``"rk4"`` (fixed steps on ``grid``) or ``"dopri5"`` (adaptive, ``rtol``/``atol``).
+        method: ``"rk4"`` (fixed steps on ``grid``) or an adaptive pair, ``"dopri5"`` or ``"bosh3"``
+            (``rtol``/``atol`` on the augmented state; only the grid's endpoints are used).
         divergence_kind: ``"exact"`` or ``"hutchinson"``.
     """
     if grid is None:
         raise ValueError("log_prob_ode needs the gamma grid (noise -> data)")
     backward = torch.flip(grid.to(x.dtype), dims=(0,))
+    error = None
     if method == "rk4":
         counted = _Counted(field, divergence_kind, generator)
         _, change = solve_augmented(counted, x, backward)
-    elif method == "dopri5":
-        probe = None
-        if divergence_kind == "hutchinson":
-            probe = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        counted = _Counted(field, divergence_kind, probe=probe)
-        _, change = solve_adaptive(counted, x, float(backward[0]), float(backward[-1]), rtol=rtol, atol=atol)
+        nfe = counted.nfe
+    elif method in PAIRS:
+        result, nfe = _adaptive(field, x, float(backward[0]), float(backward[-1]), method, divergence_kind, rtol,
+                                atol, generator)
+        change, error = result.change, result.error
     else:
-        raise ValueError(f"unknown likelihood solver {method!r}; expected 'rk4' or 'dopri5'")
+        raise ValueError(f"unknown likelihood solver {method!r}; expected one of {', '.join(LIKELIHOOD_METHODS)}")
     # change = integral from 1 down to 0 of div = -(integral from 0 to 1), so it is added.
-    return LogProbResult(LOG_UNIFORM + change, counted.nfe)
+    return LogProbResult(LOG_UNIFORM + change, nfe, error=error)
 
 
 @torch.no_grad()
 def sample_log_prob_ode(field: Field, x0: Tensor, *, grid: Tensor, divergence_kind: DivergenceKind = "exact",
-                        generator: torch.Generator | None = None) -> SampleResult:
+                        generator: torch.Generator | None = None, method: str = "rk4", rtol: float = 1e-5,
+                        atol: float = 1e-5) -> SampleResult:
     """Samples and their log-densities in one forward solve from prior points ``x0 (..., 3)``.
 
     Integrating the same augmented ODE forwards, from the uniform prior (``log p = -log 4 pi``
     exactly) to the data end, yields each sample's log-density for the cost of one likelihood
     evaluation, with no second (backward) solve: this is what mode seeking, Monte Carlo entropies
-    and calibration ranks use. Fixed-step RK4 on ``grid`` (noise -> data); the samples differ from
+    and calibration ranks use. ``method``: fixed-step ``"rk4"`` on ``grid`` (noise -> data) or an
+    adaptive pair (then each sample also has an error estimate); the samples differ from
     :meth:`GeoFlowModel.sample`'s (a different integrator) by the solver error only.
     """
-    counted = _Counted(field, divergence_kind, generator)
-    x1, change = solve_augmented(counted, x0, grid.to(x0.dtype))
-    # change = integral from 0 to 1 of div, and d log p / d gamma = -div.
-    return SampleResult(x1, LOG_UNIFORM - change, counted.nfe)
+    if method == "rk4":
+        counted = _Counted(field, divergence_kind, generator)
+        x1, change = solve_augmented(counted, x0, grid.to(x0.dtype))
+        # change = integral from 0 to 1 of div, and d log p / d gamma = -div.
+        return SampleResult(x1, LOG_UNIFORM - change, counted.nfe)
+    if method not in PAIRS:
+        raise ValueError(f"unknown likelihood solver {method!r}; expected one of {', '.join(LIKELIHOOD_METHODS)}")
+    result, nfe = _adaptive(field, x0, float(grid[0]), float(grid[-1]), method, divergence_kind, rtol, atol,
+                            generator)
+    return SampleResult(result.x, LOG_UNIFORM - result.change, nfe, error=result.error)

@@ -25,7 +25,7 @@ from .distance import EARTH_RADIUS_KM
 
 __all__ = ["MAX_NSIDE", "is_nside", "check_nside", "num_cells", "npix_to_nside", "is_map_length", "cell_area", "cell_area_km2",
            "resolution_km", "cell_centers", "cell_of", "pix2vec", "vec2pix", "pix2ang", "ang2pix", "vec2ang",
-           "neighbours", "interpolate", "boundaries"]
+           "neighbours", "interpolate", "query_disc", "boundaries"]
 
 #: healpy's largest resolution (2^29).
 MAX_NSIDE = 1 << 29
@@ -133,6 +133,12 @@ def neighbours(nside: int, pix: Any, nest: bool = True) -> np.ndarray:
 def interpolate(values: np.ndarray, theta: Any, phi: Any, nest: bool = True) -> np.ndarray:
     """Bilinear interpolation of a map ``values (12 nside^2,)`` at ``(theta, phi)`` radians."""
     return _healpy().get_interp_val(values, theta, phi, nest=nest)
+
+
+def query_disc(nside: int, vec: Any, radius: float, nest: bool = True) -> np.ndarray:
+    """Cells overlapping the disc of ``radius`` radians around the unit vector ``vec (3,)``
+    (inclusive: a cell that only touches it is in)."""
+    return _healpy().query_disc(nside, np.asarray(vec, dtype=np.float64), radius, inclusive=True, nest=nest)
 
 
 def boundaries(nside: int, pix: int, step: int = 1, nest: bool = True) -> np.ndarray:

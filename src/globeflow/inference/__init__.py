@@ -21,6 +21,7 @@ from .answers import (
                       localizability,
                       sample_answers,
 )
+from .calibration import CALIBRATION_NAME, CalibrationError, Recalibration
 from .datasets import log_prob_dataset, predict_dataset
 from .density import CREDIBLE_LEVELS, CredibleRegion, DensityMap, MapConfig, Mode, refine_map
 from .geolocator import PHOTO_ANSWERS, Geolocator
@@ -38,5 +39,6 @@ __all__ = [
     "RegionArea", "TopPlace", "Truth", "answer_embeddings", "answer_images", "localizability", "sample_answers",
     "log_prob_dataset", "predict_dataset", "CREDIBLE_LEVELS", "CredibleRegion", "DensityMap", "MapConfig", "Mode",
     "refine_map", "hub_model", "load_published_network", "read_published_config", "ImageInput", "photo_inputs", "iter_answers",
-    "best_expected_geoscore", "expected_geoscore", "PointConfig", "LogProbConfig",
+    "best_expected_geoscore", "expected_geoscore", "PointConfig", "LogProbConfig", "Recalibration",
+    "CalibrationError", "CALIBRATION_NAME",
 ]

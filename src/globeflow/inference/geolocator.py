@@ -28,23 +28,29 @@ from ..flow.sampling import PROTOCOLS, SamplerConfig
 from ..io.checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from ..io.hub import is_hub_spec
 from .answers import Answer, AnswerConfig, answer_embeddings, override, sample_answers
+from .calibration import Recalibration
 from .density import DensityMap, MapConfig, refine_map
 from .hub_models import hub_model
 from .locator import POINT_STRATEGIES, Locator, PointStrategy, read_model_checkpoint
 from .photos import ImageInput, iter_answers, photo_inputs
 from .points import best_expected_geoscore
 
-__all__ = ["Geolocator", "PHOTO_ANSWERS"]
+__all__ = ["Geolocator", "PHOTO_ANSWERS", "BEST_GUESS_SAMPLES", "BEST_GUESS_STEPS"]
+
+#: The best guess of an rfm model: the best expected GeoScore among 128 samples of RK4 with 8 steps.
+#: On the known-answer task (dim 256) it scores as 256 samples of RK4-16 (2814 vs 2789 on 150 rows,
+#: within noise) at a quarter of the network evaluations (docs/benchmarks.md, "Honest answers").
+BEST_GUESS_SAMPLES, BEST_GUESS_STEPS = 128, 8
 
 #: Rows (images x points) per network call in likelihood solves: bounds memory, keeps batches big.
 _POINTS_PER_CALL = 8192
 
-#: Answers for photos, sized for ~10 s a photo on 2 CPU cores with the default model size (dim 256):
-#: 128 samples with exact densities and a nside-16 map (~370 km cells, ~700 exact solves). Exact
-#: solves dominate the cost, so a finer map costs ~4x per level: ``nside=32`` for more detail,
-#: ``globeflow map`` for the full nside-64 maps.
-PHOTO_ANSWERS = AnswerConfig(num_samples=128, top_k=3, map=MapConfig(nside=16, start_nside=4, max_cells=64,
-                                                                       exact_top=100))
+#: Answers for photos: 128 samples with exact densities and a nside-16 map (~370 km cells, ~700 exact
+#: solves), dopri5 at 1e-4 (interactive; each answer measures and reports its error, and warns above
+#: 0.05 nats; ``globeflow map`` uses 1e-5). Exact solves dominate the cost, so a finer map costs ~4x
+#: per level: ``nside=32`` for more detail, ``globeflow map`` for the full nside-64 maps.
+PHOTO_ANSWERS = AnswerConfig(num_samples=128, top_k=3, rtol=1e-4, atol=1e-4,
+                             map=MapConfig(nside=16, start_nside=4, max_cells=64, exact_top=100))
 
 
 class Geolocator(Locator):
@@ -79,6 +85,7 @@ class Geolocator(Locator):
             model, encoder, source = hub_model(path)
             locator = cls(model, device, encoder=encoder)
             locator.source = source
+            locator.calibration = Recalibration.beside(source["path"])
             return locator
         return cls.from_checkpoint(read_model_checkpoint(path), device)
 
@@ -183,6 +190,8 @@ class Geolocator(Locator):
         (RK4, ``steps`` or 16), which is what their config describes."""
         if strategy in ("mode", "grid"):
             return SamplerConfig(method="rk4", steps=steps or 16, guidance=guidance or 0.0)
+        if strategy == "geoscore" and steps is None and method is None and protocol == "globeflow" and self.has_density:
+            steps = BEST_GUESS_STEPS
         return self.sampler(steps, guidance if guidance is not None else (2.0 if strategy == "single" else 0.0),
                             method, protocol=protocol)
 
@@ -218,7 +227,7 @@ class Geolocator(Locator):
                                                  method=method, seed=seed, protocol=protocol).double()).cpu()
 
     def predict(self, embeddings: Tensor | np.ndarray, *, strategy: PointStrategy = "geoscore",
-                num_samples: int = 256, steps: int | None = None, guidance: float | None = None,
+                num_samples: int = BEST_GUESS_SAMPLES, steps: int | None = None, guidance: float | None = None,
                 method: str | None = None, seed: int | None = 0, protocol: str = "globeflow") -> Tensor:
         """One best guess per embedding, ``(B, 2)`` (lat, lon) degrees on the CPU.
 
@@ -267,7 +276,8 @@ class Geolocator(Locator):
 
         Args:
             embeddings: ``(B, D)``; latlon: ``(B, 2)`` degrees, one location per embedding.
-            steps, method: fixed-step ``"rk4"`` on the schedule's grid, or adaptive ``"dopri5"``.
+            steps, method: fixed-step ``"rk4"`` on the schedule's grid, or an adaptive pair (``"dopri5"``,
+                ``"bosh3"``) with tolerances ``rtol``, ``atol`` on the augmented state.
             guidance: guidance scale (the guided field's density is also normalised).
             divergence: ``"exact"`` or ``"hutchinson"`` (see :mod:`globeflow.flow.likelihood`).
             units: ``"sr"`` for nats per steradian, ``"km2"`` for nats per km^2.
@@ -288,12 +298,15 @@ class Geolocator(Locator):
 
     def sample_with_log_prob(self, embeddings: Tensor | np.ndarray, num_samples: int = 256, *, steps: int = 16,
                              guidance: float = 0.0, divergence: str = "exact", units: str = "sr",
-                             seed: int | None = 0) -> tuple[Tensor, Tensor]:
+                             seed: int | None = 0, method: str = "rk4", rtol: float = 1e-5, atol: float = 1e-5,
+                             with_error: bool = False) -> tuple[Tensor, ...]:
         """Samples and their exact log-densities from one forward solve (see
-        :func:`globeflow.flow.likelihood.sample_log_prob_ode`).
+        :func:`globeflow.flow.likelihood.sample_log_prob_ode`; ``method``, ``rtol``, ``atol`` as in
+        :meth:`log_prob`).
 
         Returns:
-            ``latlon (B, S, 2)`` degrees and ``log_prob (B, S)`` (nats per ``units``), on the CPU.
+            ``latlon (B, S, 2)`` degrees and ``log_prob (B, S)`` (nats per ``units``), on the CPU; with
+            ``with_error``, also each value's error estimate ``(B, S)`` in nats (NaN for ``"rk4"``).
         """
         self._check_likelihood_args(units)
         if num_samples < 1:
@@ -305,18 +318,23 @@ class Geolocator(Locator):
 
         def solve(i: int, n: int):
             return sample_log_prob_ode(ModelField(self.model, emb[i:i + n], guidance), x0[i:i + n], grid=grid,
-                                       divergence_kind=divergence, generator=gen)  # type: ignore[arg-type]
+                                       divergence_kind=divergence, generator=gen,  # type: ignore[arg-type]
+                                       method=method, rtol=rtol, atol=atol)
 
         results = chunked(solve, emb.shape[0], max(1, _POINTS_PER_CALL // num_samples))
         latlon = geo.xyz_to_latlon(geo.projx(torch.cat([r.x for r in results]).double())).cpu()
         logp = torch.cat([r.log_prob for r in results]).double().cpu()
-        return latlon, logp + KM2_OFFSET if units == "km2" else logp
+        logp = logp + KM2_OFFSET if units == "km2" else logp
+        if not with_error:
+            return latlon, logp
+        return latlon, logp, torch.cat([_errors(r) for r in results]).double().cpu()
 
     def log_density_points(self, emb: Tensor, x: np.ndarray, *, steps: int = 16, guidance: float = 0.0,
-                           divergence: str = "exact", seed: int | None = 0) -> tuple[np.ndarray, int]:
+                           divergence: str = "exact", seed: int | None = 0, method: str = "rk4",
+                           rtol: float = 1e-5, atol: float = 1e-5) -> tuple[np.ndarray, int, np.ndarray]:
         """Exact log-densities (nats/sr) at many points per image: ``emb (B, D)``, ``x (B, P, 3)`` ->
-        ``((B, P), field evaluations)``. Points are batched per image so that its conditioning is
-        computed once per network call."""
+        ``((B, P), field evaluations, error estimates (B, P) in nats, NaN for "rk4")``. Points are
+        batched per image so that its conditioning is computed once per network call."""
         self._check_likelihood_args()
         b, p = x.shape[:2]
         gen = self._generator(seed)
@@ -324,17 +342,20 @@ class Geolocator(Locator):
         xt = torch.from_numpy(np.array(x, dtype=np.float32)).to(self.device)  # a copy: x may be read-only
 
         def solve(j: int, n: int):
-            return log_prob_ode(ModelField(self.model, emb, guidance), xt[:, j:j + n], grid=grid,
-                                divergence_kind=divergence, generator=gen)  # type: ignore[arg-type]
+            return log_prob_ode(ModelField(self.model, emb, guidance), xt[:, j:j + n], grid=grid, method=method,
+                                divergence_kind=divergence, generator=gen, rtol=rtol, atol=atol)  # type: ignore[arg-type]
 
         results = chunked(solve, p, max(1, _POINTS_PER_CALL // max(1, b)))
-        out = np.concatenate([r.log_prob.double().cpu().numpy() for r in results], axis=1) if results else \
-            np.empty((b, 0), dtype=np.float64)
-        return out, sum(r.nfe for r in results)
+        if not results:
+            return np.empty((b, 0)), 0, np.empty((b, 0))
+        out = np.concatenate([r.log_prob.double().cpu().numpy() for r in results], axis=1)
+        err = np.concatenate([_errors(r).double().cpu().numpy() for r in results], axis=1)
+        return out, sum(r.nfe for r in results), err
 
     def density_maps(self, embeddings: Tensor | np.ndarray, config: MapConfig = MapConfig(), *, steps: int = 16,
                      guidance: float = 0.0, divergence: str = "exact", samples: Tensor | np.ndarray | None = None,
-                     num_samples: int = 256, seed: int | None = 0, progress: bool = False) -> list[DensityMap]:
+                     num_samples: int = 256, seed: int | None = 0, progress: bool = False, method: str = "rk4",
+                     rtol: float = 1e-5, atol: float = 1e-5) -> list[DensityMap]:
         """Coarse-to-fine HEALPix density maps, one per embedding (see :mod:`globeflow.inference.density`).
 
         Args:
@@ -352,9 +373,20 @@ class Geolocator(Locator):
         def refine(i: int, n: int) -> list[DensityMap]:
             e = emb[i:i + n]
             fn = lambda pts: self.log_density_points(e, pts, steps=steps, guidance=guidance,  # noqa: E731
-                                                     divergence=divergence, seed=seed)
-            return refine_map(fn, n, config, samples=None if seeds is None else seeds[i:i + n], progress=progress)
+                                                     divergence=divergence, seed=seed, method=method, rtol=rtol,
+                                                     atol=atol)
+            coarse = None
+            if config.coarse_steps:
+                coarse = lambda pts: self.log_density_points(e, pts, steps=config.coarse_steps,  # noqa: E731
+                                                             guidance=guidance, divergence=divergence, seed=seed)
+            return refine_map(fn, n, config, samples=None if seeds is None else seeds[i:i + n], progress=progress,
+                              coarse_fn=coarse)
 
         # Images refined together share every network call.
         parts = chunked(refine, emb.shape[0], max(1, _POINTS_PER_CALL // (4 * config.max_cells)))
         return [m for part in parts for m in part]
+
+
+def _errors(result) -> Tensor:
+    """A likelihood result's error estimates, NaN where its solver has none (fixed steps)."""
+    return result.error if result.error is not None else torch.full_like(result.log_prob, float("nan"))

@@ -21,6 +21,7 @@ from ..geo.distance import valid_latlon
 from ..io.checkpoint import Checkpoint, CheckpointError, load_checkpoint, state_dict_problems
 from ..io.device import resolve_device
 from ..io.hub import PUBLISHED_MODELS
+from .calibration import Recalibration
 
 __all__ = ["Locator", "PointStrategy", "POINT_STRATEGIES", "load_weights", "read_model_checkpoint",
            "checkpoint_kind", "build_checkpoint_model"]
@@ -45,6 +46,9 @@ class Locator:
         #: Where the weights came from, for reports: ``path`` of the weights file, and for hub models
         #: the spec, repository and commit.
         self.source: dict[str, Any] = {}
+        #: The conformal recalibration of its credible regions (``calibration.json`` beside the
+        #: weights, written by ``globeflow calibrate``), or None: the model's own levels.
+        self.calibration: Recalibration | None = None
 
     @classmethod
     def from_checkpoint(cls, ckpt: Checkpoint, device: str | torch.device | None = None):
@@ -56,6 +60,7 @@ class Locator:
         load_weights(ckpt, model.network)
         locator = cls(model, device, encoder=(ckpt.meta.get("extra") or {}).get("encoder"))
         locator.source = {"path": str(ckpt.path)}
+        locator.calibration = Recalibration.beside(ckpt.path)
         return locator
 
     @property

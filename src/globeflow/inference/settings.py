@@ -28,9 +28,10 @@ class PointConfig:
                 "package's (Euler or DDIM, 250 steps); published + --point single + guidance 2 is the published "
                 "evaluation protocol"})
     num_samples: int | None = field(default=None, metadata={
-        "help": "samples per image for --point geoscore / mode (default 256; 128 for photos)"})
+        "help": "samples per image for --point geoscore / mode (default 128)"})
     steps: int | None = field(default=None, metadata={
-        "help": "solver steps (default: the model's, e.g. 16 RK4 steps for rfm)"})
+        "help": "solver steps (default: the model's, e.g. 16 RK4 steps for rfm; 8 for an rfm model's "
+                "--point geoscore)"})
     method: str | None = field(default=None, metadata={
         "help": "solver: euler, midpoint, rk4 (rfm, fm) or ddim (diffusion)"})
     guidance: float | None = field(default=None, metadata={
@@ -39,7 +40,7 @@ class PointConfig:
     def predict_kwargs(self, seed: int | None) -> dict[str, Any]:
         """The keywords of :meth:`Locator.predict` (and what a report records as ``predict``)."""
         point = self.strategy or ("single" if self.protocol == "published" else "geoscore")
-        kwargs: dict[str, Any] = dict(strategy=point, num_samples=256 if self.num_samples is None else self.num_samples,
+        kwargs: dict[str, Any] = dict(strategy=point, num_samples=128 if self.num_samples is None else self.num_samples,
                                       steps=self.steps, guidance=self.guidance, method=self.method, seed=seed)
         if self.protocol != "globeflow":  # trained baselines accept only the default
             kwargs["protocol"] = self.protocol
@@ -51,7 +52,8 @@ class LogProbConfig:
     """How an exact log-density is computed (rfm models; closed form for density baselines)."""
 
     steps: int = field(default=16, metadata={"help": "RK4 steps"})
-    method: Literal["rk4", "dopri5"] = field(default="rk4", metadata={"help": "likelihood solver"})
+    method: Literal["rk4", "bosh3", "dopri5"] = field(default="rk4", metadata={
+        "help": "likelihood solver: rk4 (fixed steps) or an adaptive pair (bosh3, dopri5; tolerance 1e-5)"})
     guidance: float = field(default=0.0, metadata={"help": "guidance scale (0: the calibrated density)"})
     divergence: Literal["exact", "hutchinson"] = field(default="exact", metadata={
         "help": "divergence of the field: exact, or Hutchinson's estimator"})

@@ -1,5 +1,5 @@
-"""Command line: ``globeflow train | predict | evaluate | log-prob | map | embed | baseline | compare |
-export | models | serve | demo``. Thin: parse (:mod:`.parser`), call the library, format."""
+"""Command line: ``globeflow train | predict | evaluate | calibrate | log-prob | map | embed | baseline |
+compare | export | models | serve | demo``. Thin: parse (:mod:`.parser`), call the library, format."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from ...evaluation.report import evaluate_to_file
 from ...evaluation.tables import compare_reports
 from ...flow.network import NetworkConfig
 from ...inference.answers import AnswerConfig, override
+from ...inference.calibration import CalibrationError
 from ...inference.density import MapConfig
 from ...inference.geolocator import PHOTO_ANSWERS
 from ...inference.settings import LogProbConfig, PointConfig
@@ -30,6 +31,7 @@ from ...io.device import resolve_device
 from ...io.extras import MissingExtraError, require
 from ...io.hub import published_table
 from ...train import TrainConfig, TrainingError, train
+from ..calibrate import calibrate_to_dir
 from ..demos.blue_marble import demo_model, run_blue_marble_demo
 from ..demos.known_answer import run_demo
 from ..export import export_model
@@ -43,7 +45,7 @@ from .parser import build_parser
 __all__ = ["main", "COMMANDS"]
 
 #: Errors a user can fix: one ``globeflow: error:`` line, exit status 2.
-USER_ERRORS = (DatasetError, CheckpointError, TrainingError, ValueError, FileNotFoundError, IsADirectoryError,
+USER_ERRORS = (DatasetError, CheckpointError, CalibrationError, TrainingError, ValueError, FileNotFoundError, IsADirectoryError,
                MissingExtraError, EncoderUnavailableError)
 
 
@@ -118,6 +120,15 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
                               calibration_samples=a.calibration_samples,
                               **config_from(a, PointConfig).predict_kwargs(a.seed))
     print(json.dumps(report["metrics"], indent=2))
+    return 0
+
+
+def _cmd_calibrate(a: argparse.Namespace) -> int:
+    _split_model(a)
+    summary = calibrate_to_dir(a.run, a.data, a.out, calibration_samples=a.calibration_samples,
+                               batch_size=a.batch_size, device=a.device, skip_invalid=a.skip_invalid, seed=a.seed,
+                               progress=not a.no_progress)
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -205,7 +216,7 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "log-prob": _cmd_log_prob,
+COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "calibrate": _cmd_calibrate, "log-prob": _cmd_log_prob,
             "map": _cmd_map, "embed": _cmd_embed, "baseline": _cmd_baseline, "compare": _cmd_compare,
             "export": _cmd_export, "models": _cmd_models, "serve": _cmd_serve, "demo": _cmd_demo}
 

@@ -81,6 +81,16 @@ def _evaluate(sub: argparse._SubParsersAction) -> None:
                    help="samples with exact densities per row for credible-region calibration (default 64; 0: off)")
 
 
+def _calibrate(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("calibrate", help="recalibrate a run's credible regions on labelled held-out data "
+                                         "(conformal); writes a new run directory that every command accepts")
+    _add_model_arg(c, "labelled embedding dataset held out from training (the calibration rows)")
+    c.add_argument("--out", required=True, help="the new run directory (weights copied, calibration.json added)")
+    c.add_argument("--calibration-samples", type=int, default=64,
+                   help="samples with exact densities per row for each row's credible level (default 64)")
+    add_run_options(c, "batch_size", "seed", "skip_invalid", "device", "no_progress")
+
+
 def _map(sub: argparse._SubParsersAction) -> None:
     mp = sub.add_parser("map", help="density map, top-k places, area probabilities, credible regions and "
                                     "localizability for each row (rfm models)")
@@ -177,6 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Generative visual geolocation on the sphere.")
     parser.add_argument("--version", action="version", version=f"globeflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_train, _predict, _evaluate, _map, _log_prob, _embed, _baseline, _small, _serve, _demo):
+    for add in (_train, _predict, _evaluate, _calibrate, _map, _log_prob, _embed, _baseline, _small, _serve, _demo):
         add(sub)
     return parser

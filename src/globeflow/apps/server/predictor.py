@@ -45,11 +45,13 @@ class ServeConfig:
     max_guidance: float = field(default=10.0, metadata={"help": "largest guidance scale a request may ask for"})
     #: Density raster sent to the page: width x width/2 plate carree cells.
     grid_width: int = field(default=360, metadata={"cli": False})
-    #: Chosen for latency on a CPU (about 6 s per photo with the demo model on 2 cores): 8 RK4 steps and
-    #: a nside-16 map (~440 km cells) refined around 48 cells; its 90% region was within 10% of a
-    #: nside-32, 16-step map's on a demo photo. ``globeflow map`` makes the fine maps.
+    #: Chosen for latency on a CPU: a nside-16 map (~440 km cells) refined around 48 cells, with
+    #: dopri5 at 1e-4 (as photo answers: each answer measures its error and warns above 0.05 nats;
+    #: before issue 15 it was RK4-8, about 6 s per photo, whose errors no answer reported).
+    #: ``globeflow map`` makes the fine maps.
     answers: AnswerConfig = field(default_factory=lambda: AnswerConfig(
-        num_samples=128, steps=8, top_k=5, map=MapConfig(nside=16, start_nside=4, max_cells=48, exact_top=48)))
+        num_samples=128, rtol=1e-4, atol=1e-4, top_k=5,
+        map=MapConfig(nside=16, start_nside=4, max_cells=48, exact_top=48)))
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_pending", "grid_width"):

@@ -49,20 +49,30 @@ class Guess:
 
 @dataclass(frozen=True)
 class TopPlace:
-    """One of the distinct places the density points to: a mode of the map (``lat``, ``lon``, the
-    peak cell's ``log_density``), the ``probability`` of its basin of attraction, and the nearest
-    GeoNames place and the country polygon at the peak."""
+    """One of the distinct places the density points to, at a mode of the map (``lat``, ``lon``, the
+    peak cell's ``log_density`` in nats/sr), with the nearest GeoNames place and the country polygon.
+
+    Attributes:
+        probability: the probability that the photo was taken within ``radius_km`` of the place.
+        within_km: the same probability for other radii, ``{"25": p, "200": p, "750": p}``.
+        basin_probability: the mass of the mode's basin of attraction (all cells whose steepest
+            ascent ends at this mode): it can cover a continent, so it is *not* "was taken here".
+    """
 
     lat: float
     lon: float
     probability: float
+    radius_km: float
+    within_km: dict[str, float]
+    basin_probability: float
     log_density: float
     place: Place
     country_code: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lat": self.lat, "lon": self.lon, "probability": self.probability, "log_density": self.log_density,
-                "place": self.place.to_dict(), "country_code": self.country_code}
+        return {"lat": self.lat, "lon": self.lon, "probability": self.probability, "radius_km": self.radius_km,
+                "within_km": dict(self.within_km), "basin_probability": self.basin_probability,
+                "log_density": self.log_density, "place": self.place.to_dict(), "country_code": self.country_code}
 
 
 @dataclass(frozen=True)
@@ -78,13 +88,19 @@ class AreaShare(_Plain):
 
 @dataclass(frozen=True)
 class RegionArea(_Plain):
-    """The ``level`` credible region: the smallest set of map cells holding that probability, its
-    area in km^2, its number of cells and the log-density (nats/sr) of its least dense cell."""
+    """The ``level`` credible region: the region that holds the photo's location with probability
+    ``level``, its area in km^2, its number of cells and the log-density (nats/sr) of its least dense
+    cell. Without recalibration (``calibrated`` false) it is the smallest set of map cells holding
+    ``level`` of the model's mass, a promise only as good as the model's calibration; with it, the
+    smallest set holding ``map_level`` of the mass, the level that held the truth ``level`` of the
+    time on the calibration data (:mod:`globeflow.inference.calibration`)."""
 
     level: float
     area_km2: float
     cells: int
     threshold_log_density: float
+    map_level: float | None = None
+    calibrated: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,10 +135,14 @@ class Answer:
         best_guess: the point answer (highest expected GeoScore among the samples).
         countries, regions, cities: probabilities of the areas (largest first).
         mode, grid_max: the densest sample and the densest map cell (models with a density).
-        top_k: the most probable distinct places (modes of the map).
+        top_k: the most probable distinct places (modes of the map), each with the probability of
+            being within ``radius_km`` of it.
         credible_regions: areas of the credible regions (50, 90, 95% by default).
         localizability: information the image gives about its location.
-        map: facts of the density map (resolution, mass: 1 for a converged map, cost).
+        map: facts of the density map (resolution, mass: 1 for a converged map, cost, the solver's
+            error estimates).
+        warnings: what makes these numbers less trustworthy than their labels say (a map mass off
+            1, a solver error estimate above the bound); empty when there is none.
         settings: how the answer was computed (samples, steps, guidance, seed, map).
         truth: the truth's density and coverage, for labelled inputs.
         units: of every log-density here (``"nats/sr"``).
@@ -144,6 +164,7 @@ class Answer:
     localizability: Localizability | None = None
     map: dict[str, Any] | None = None
     settings: dict[str, Any] | None = None
+    warnings: tuple[str, ...] | None = None
     truth: Truth | None = None
     units: str | None = None
     samples: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -161,17 +182,17 @@ class Answer:
     def to_dict(self) -> dict[str, Any]:
         """The answer as JSON-able data: the fields that are set, in the order of the report format
         (units, best_guess, mode, grid_max, top_k, countries, regions, cities, credible_regions,
-        localizability, map, settings, truth), or ``{"source", "error"}`` for an unreadable image."""
+        localizability, map, settings, warnings, truth), or ``{"source", "error"}`` for an unreadable image."""
         if self.error is not None:
             return {"source": self.source, "error": self.error}
         out: dict[str, Any] = {}
         for name in ("units", "best_guess", "mode", "grid_max", "top_k", "countries", "regions", "cities",
-                     "credible_regions", "localizability", "map", "settings", "truth"):
+                     "credible_regions", "localizability", "map", "settings", "warnings", "truth"):
             value = getattr(self, name)
             if value is None:
                 continue
             if isinstance(value, tuple):
-                out[name] = [v.to_dict() for v in value]
+                out[name] = [v.to_dict() if hasattr(v, "to_dict") else v for v in value]
             elif hasattr(value, "to_dict"):
                 out[name] = value.to_dict()
             else:

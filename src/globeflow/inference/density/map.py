@@ -60,6 +60,8 @@ class DensityMap:
         evaluated_nside: ``(12 nside^2,)``: the grid each value was computed on (``nside`` where the
             cell centre itself was evaluated; coarser where the value is a coarser cell's).
         evaluations: exact likelihood solves spent on this map; nfe: field evaluations (JVPs count).
+        error_nats: ``(12 nside^2,)`` the likelihood solver's error estimate of each exact cell's value
+            (NaN for interpolated cells, and for fixed-step solvers, which give none).
     """
 
     log_density: np.ndarray
@@ -67,6 +69,19 @@ class DensityMap:
     evaluations: int = 0
     nfe: int = 0
     units: str = field(default="nats/sr")
+    error_nats: np.ndarray | None = field(default=None, repr=False)
+
+    def densest_error(self, top: int = 1000) -> float | None:
+        """The largest of the solver's own (local) error estimates (nats) among the ``top`` densest
+        exact cells; None when the solver gave none. Local errors only: backwards from the data the
+        flow expands, so an error in a point's position grows on the way and the global error can be
+        much larger (an answer measures it with a check solve; see ``AnswerConfig.error_check``)."""
+        if self.error_nats is None:
+            return None
+        order = np.argsort(-self.log_density, kind="stable")[:top]
+        err = self.error_nats[order]
+        err = err[np.isfinite(err)]
+        return float(err.max()) if err.size else None
 
     @property
     def nside(self) -> int:
@@ -122,6 +137,31 @@ class DensityMap:
         above = np.concatenate((np.cumsum(self.probabilities()[ascending][::-1])[::-1], [0.0]))
         own = self.log_density[self.latlon_cells(latlon)]
         return above[np.searchsorted(sorted_logp, own, side="right")]
+
+    def probability_within(self, lat: float, lon: float, radius_km: float) -> float:
+        """The probability that the location is within ``radius_km`` (great circle) of ``(lat, lon)``.
+
+        Each cell overlapping the disc contributes its probability (:meth:`probabilities`, so a disc
+        that covers whole cells gets exactly their mass, and the whole sphere 1) times the share of
+        it inside the disc. The share splits the cell into sub-cells at most an eighth of the radius
+        across (at least 16, at most 4^6), weighted by the map's bilinear interpolation of the
+        log-density at their centres: a disc smaller than a cell gets the mass of its own part of it.
+        """
+        if not radius_km > 0:
+            raise ValueError(f"radius_km must be > 0, got {radius_km}")
+        la, lo = np.radians(lat), np.radians(lon)
+        centre = np.array([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+        angle = min(radius_km / EARTH_RADIUS_KM, np.pi)
+        cells = hgrid.query_disc(self.nside, centre, angle, nest=True)
+        k = int(np.clip(np.ceil(np.log2(hgrid.resolution_km(self.nside) / (radius_km / 8.0))), 2, 6))
+        fine = self.nside << k
+        kids = (cells[:, None] * 4 ** k + np.arange(4 ** k)).reshape(-1)
+        theta, phi = hgrid.pix2ang(fine, kids, nest=True)
+        logp = hgrid.interpolate(self.log_density, theta, phi, nest=True).reshape(cells.size, -1)
+        w = np.exp(logp - logp.max(axis=1, keepdims=True))
+        inside = (_cells_xyz(fine, kids) @ centre >= np.cos(angle)).reshape(cells.size, -1)
+        share = (w * inside).sum(axis=1) / w.sum(axis=1)
+        return float(min((self.probabilities()[cells] * share).sum(), 1.0))
 
     def entropy(self) -> float:
         """Entropy of the normalised map, ``-sum_i q_i log(q_i / A)`` in nats (per steradian)."""
@@ -203,6 +243,7 @@ class DensityMap:
                 "cell_km": hgrid.resolution_km(self.nside), "mass": self.mass(),
                 "exact_cells": int((self.evaluated_nside == self.nside).sum()),
                 "evaluations": self.evaluations, "nfe": self.nfe,
+                "solver_local_error_nats": self.densest_error(),
                 "grid_entropy_nats": self.entropy(),
                 "credible_regions": [self.credible_region(p).to_dict() for p in levels]}
 

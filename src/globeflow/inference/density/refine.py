@@ -29,8 +29,9 @@ from .map import DensityMap, _cells_xyz
 
 __all__ = ["MapConfig", "LogDensityFn", "refine_map"]
 
-#: ``(x (B, P, 3) float64 unit vectors) -> (log-density (B, P) nats/sr, field evaluations)``.
-LogDensityFn = Callable[[np.ndarray], tuple[np.ndarray, int]]
+#: ``(x (B, P, 3) float64 unit vectors) -> (log-density (B, P) nats/sr, field evaluations, error estimate
+#: (B, P) nats, NaN where the solver gives none)``.
+LogDensityFn = Callable[[np.ndarray], tuple[np.ndarray, int, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class MapConfig:
             each level also refines its densest ``1.25 exact_top / 4^(levels left)`` cells (the 25%
             margin covers ranking changes as values sharpen). A tight density's mass sits in a few
             cells, so without this most of its densest cells would be interpolated.
+        coarse_steps: the coarse levels only choose where to refine (and give the far, unrefined
+            cells their interpolated values), so they can be solved cheaply: RK4 with this many
+            steps. The final level always uses the answer's solver.
     """
 
     nside: int = field(default=64, metadata={"help": "HEALPix resolution of the map (64: 49,152 cells of ~92 km)"})
@@ -56,6 +60,8 @@ class MapConfig:
     max_cells: int = field(default=256, metadata={"help": "cells refined by mass per level"})
     min_samples: int = field(default=2, metadata={"help": "a cell holding this many samples is refined"})
     exact_top: int = field(default=1000, metadata={"help": "the final map's densest cells evaluated exactly"})
+    coarse_steps: int = field(default=0, metadata={"help": "RK4 steps on the levels before the last, which only "
+                                                           "steer the refinement (0: the answer's own solver)"})
 
     def __post_init__(self) -> None:
         hgrid.check_nside(self.nside)
@@ -70,6 +76,8 @@ class MapConfig:
             raise ValueError(f"exact_top must be >= 0, got {self.exact_top}")
         if self.max_cells < 1:
             raise ValueError(f"max_cells must be >= 1, got {self.max_cells}")
+        if self.coarse_steps < 0:
+            raise ValueError(f"coarse_steps must be >= 0, got {self.coarse_steps}")
 
 
 def _select(logp: np.ndarray, mass: float, max_cells: int, min_cells: int, forced: np.ndarray | None) -> np.ndarray:
@@ -87,7 +95,8 @@ def _select(logp: np.ndarray, mass: float, max_cells: int, min_cells: int, force
 
 
 def refine_map(log_density_fn: LogDensityFn, batch: int, config: MapConfig = MapConfig(), *,
-               samples: np.ndarray | None = None, progress: bool = False) -> list[DensityMap]:
+               samples: np.ndarray | None = None, progress: bool = False,
+               coarse_fn: LogDensityFn | None = None) -> list[DensityMap]:
     """Coarse-to-fine density maps for ``batch`` images at once.
 
     Args:
@@ -95,14 +104,17 @@ def refine_map(log_density_fn: LogDensityFn, batch: int, config: MapConfig = Map
             one call, so per-image work is shared across its points).
         samples: optional ``(batch, S, 3)`` model samples; the cells containing them are refined at
             every level.
+        coarse_fn: evaluates the levels before the final one (default: ``log_density_fn``).
     Returns:
         One :class:`DensityMap` per image.
     """
     nside = config.start_nside
+    coarse_fn = coarse_fn or log_density_fn
     cells = np.arange(hgrid.num_cells(nside))
     pts = np.broadcast_to(_cells_xyz(nside, cells), (batch, cells.size, 3))
-    values, nfe = log_density_fn(np.ascontiguousarray(pts))
+    values, nfe, errors = (log_density_fn if nside == config.nside else coarse_fn)(np.ascontiguousarray(pts))
     logp = [values[b].astype(np.float64) for b in range(batch)]
+    error = [np.asarray(errors[b], dtype=np.float64) for b in range(batch)]
     level = [np.full(cells.size, nside, dtype=np.int32) for _ in range(batch)]
     evaluations = [cells.size] * batch
     levels = int(round(math.log2(config.nside // config.start_nside)))
@@ -131,7 +143,7 @@ def refine_map(log_density_fn: LogDensityFn, batch: int, config: MapConfig = Map
             children[b, kids.size:] = kids[0]  # padding repeats a real cell; its result is discarded
         nside *= 2
         pts = _cells_xyz(nside, children.reshape(-1)).reshape(batch, width, 3)
-        values, n = log_density_fn(pts)
+        values, n, errors = (log_density_fn if nside == config.nside else coarse_fn)(pts)
         nfe += n
         theta, phi = hgrid.pix2ang(nside, np.arange(hgrid.num_cells(nside)), nest=True)
         for b, c in enumerate(chosen):
@@ -141,6 +153,9 @@ def refine_map(log_density_fn: LogDensityFn, batch: int, config: MapConfig = Map
             # value wherever the density has a slope, and the same on flat regions.
             logp[b] = hgrid.interpolate(logp[b], theta, phi, nest=True)
             level[b] = np.repeat(level[b], 4)
+            # An interpolated cell has no solver error of its own: it is NaN, not its parent's.
+            error[b] = np.full(level[b].size, np.nan)
+            error[b][children[b, :k]] = errors[b, :k]
             logp[b][children[b, :k]] = values[b, :k]
             level[b][children[b, :k]] = nside
             evaluations[b] += k
@@ -148,4 +163,4 @@ def refine_map(log_density_fn: LogDensityFn, batch: int, config: MapConfig = Map
             bar.update(1)
     if bar is not None:
         bar.close()
-    return [DensityMap(logp[b], level[b], evaluations[b], nfe) for b in range(batch)]
+    return [DensityMap(logp[b], level[b], evaluations[b], nfe, error_nats=error[b]) for b in range(batch)]

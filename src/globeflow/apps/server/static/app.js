@@ -123,10 +123,14 @@ function showResult(r) {
     li.dataset.lat = m.lat;
     li.dataset.lon = m.lon;
     li.dataset.probability = m.probability;
+    li.dataset.radius = m.radius_km;
     li.innerHTML = `<span class="name"></span> <span class="p"></span>`;
     li.querySelector(".name").textContent = placeName(m.place) || `${m.lat.toFixed(2)}, ${m.lon.toFixed(2)}`;
-    li.querySelector(".p").textContent = pct(m.probability);
-    li.title = `${m.lat.toFixed(3)}, ${m.lon.toFixed(3)}`;
+    // The probability of being within radius_km of the place, not the mass of its basin.
+    li.querySelector(".p").textContent = `${pct(m.probability)} within ${m.radius_km} km`;
+    const within = Object.entries(m.within_km || {}).map(([km, p]) => `${pct(p)} within ${km} km`).join(", ");
+    li.title = `${m.lat.toFixed(3)}, ${m.lon.toFixed(3)}: ${within}; ` +
+      `basin of attraction (all places whose density climbs to this peak) ${pct(m.basin_probability)}`;
     li.addEventListener("click", () => { state.view = { lon0: m.lon, lat0: m.lat, k: canvas.width / 360 * 8 }; clampView(); draw(); });
     topk.appendChild(li);
   }
@@ -157,6 +161,16 @@ function showResult(r) {
     li.textContent = `${Math.round(100 * cr.level)}%: ${Math.round(cr.area_km2).toLocaleString("en")} km\u00b2`;
     regions.appendChild(li);
   }
+  const calib = (r.settings || {}).calibration;
+  $("calibration-note").textContent = !r.credible_regions || !r.credible_regions.length ? "" : calib
+    ? `Recalibrated on ${calib.rows.toLocaleString("en")} held-out photos (${calib.data}): each region held the ` +
+      "true location that share of the time there."
+    : "Not recalibrated: the model's own regions, which are over-confident on places unlike its training " +
+      "photos (globeflow calibrate fixes that on held-out data).";
+  $("calibration-note").dataset.calibrated = calib ? "1" : "0";
+  const warn = $("warnings");
+  warn.textContent = (r.warnings || []).join(" ");
+  warn.hidden = !(r.warnings || []).length;
   $("results").hidden = false;
   $("facts").hidden = false;
   draw();
