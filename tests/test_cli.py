@@ -161,7 +161,7 @@ def test_evaluate_reports_calibration_with_a_reliability_picture(run):
 
 
 MAP_ARGS = ["--nside", "8", "--start-nside", "4", "--max-cells", "16", "--num-samples", "16", "--steps", "4",
-            "--no-progress"]
+            "--solver", "rk4", "--error-check", "4", "--no-progress"]
 
 
 def test_map_writes_answers_per_row_and_resumes(run, capsys):

@@ -62,8 +62,9 @@ def test_a_place_probability_is_the_share_of_samples_within_its_radius(trained):
 
     task, g = trained
     latlon, emb, labels = task.sample(200, generator=torch.Generator().manual_seed(5))
-    rows = [int((labels == c).nonzero()[0]) for c in labels.unique()[:3]]
-    config = AnswerConfig(num_samples=256, top_k=3)
+    rows = [int((labels == c).nonzero()[0]) for c in labels.unique()[:2]]
+    # RK4-16: this is about what a place's number means, not the solver (smooth field: they agree).
+    config = AnswerConfig(num_samples=256, top_k=3, solver="rk4", error_check=0)
     answers = g.answer(emb[rows], config=config, seed=1)
     samples = geo.latlon_to_xyz(g.sample(emb[rows], 10_000, seed=7).double())
     checked = 0
