@@ -298,15 +298,14 @@ class Geolocator(Locator):
 
     def sample_with_log_prob(self, embeddings: Tensor | np.ndarray, num_samples: int = 256, *, steps: int = 16,
                              guidance: float = 0.0, divergence: str = "exact", units: str = "sr",
-                             seed: int | None = 0, method: str = "rk4", rtol: float = 1e-5, atol: float = 1e-5,
-                             with_error: bool = False) -> tuple[Tensor, ...]:
+                             seed: int | None = 0, method: str = "rk4", rtol: float = 1e-5,
+                             atol: float = 1e-5) -> tuple[Tensor, Tensor]:
         """Samples and their exact log-densities from one forward solve (see
         :func:`globeflow.flow.likelihood.sample_log_prob_ode`; ``method``, ``rtol``, ``atol`` as in
         :meth:`log_prob`).
 
         Returns:
-            ``latlon (B, S, 2)`` degrees and ``log_prob (B, S)`` (nats per ``units``), on the CPU; with
-            ``with_error``, also each value's error estimate ``(B, S)`` in nats (NaN for ``"rk4"``).
+            ``latlon (B, S, 2)`` degrees and ``log_prob (B, S)`` (nats per ``units``), on the CPU.
         """
         self._check_likelihood_args(units)
         if num_samples < 1:
@@ -324,10 +323,7 @@ class Geolocator(Locator):
         results = chunked(solve, emb.shape[0], max(1, _POINTS_PER_CALL // num_samples))
         latlon = geo.xyz_to_latlon(geo.projx(torch.cat([r.x for r in results]).double())).cpu()
         logp = torch.cat([r.log_prob for r in results]).double().cpu()
-        logp = logp + KM2_OFFSET if units == "km2" else logp
-        if not with_error:
-            return latlon, logp
-        return latlon, logp, torch.cat([_errors(r) for r in results]).double().cpu()
+        return latlon, logp + KM2_OFFSET if units == "km2" else logp
 
     def log_density_points(self, emb: Tensor, x: np.ndarray, *, steps: int = 16, guidance: float = 0.0,
                            divergence: str = "exact", seed: int | None = 0, method: str = "rk4",
