@@ -134,14 +134,21 @@ def map_rows(tmp: Path) -> Any:
     import numpy as np
 
     out: dict[str, Any] = {"index": _csv(folder / "index.csv"), "rows": {}}
+    settings = _json(folder / "map_settings.json")
+    settings["model"].pop("source")  # a temporary path
+    out["settings"] = settings
     for path in sorted(folder.glob("*.json")):
+        if path.name == "map_settings.json":
+            continue
         row = _json(path)
         arrays = np.load(folder / row["files"]["npz"])
         row["npz"] = {"log_density": arrays["log_density"].tolist(), "evaluated_nside": arrays["evaluated_nside"].tolist()}
+        # The credible regions: one MultiPolygon each (issue 16), recorded as their properties and
+        # the number of polygons and positions, which any change of geometry changes.
         region = _json(folder / row["files"]["geojson"])
-        # The first cells of the credible region (densest first) and the collection's facts.
-        region["features"] = region["features"][:8]
-        row["geojson"] = region
+        row["geojson"] = [{**f["properties"], "polygons": len(f["geometry"]["coordinates"]),
+                           "positions": sum(len(r) for p in f["geometry"]["coordinates"] for r in p)}
+                          for f in region["features"]]
         out["rows"][path.stem] = row
     return out
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from globeflow import geo
 from globeflow.flow import GeoFlowModel, ModelConfig
 from globeflow.flow.network import NetworkConfig
 from globeflow.geo import EARTH_RADIUS_KM
@@ -94,3 +95,29 @@ def test_answer_report_is_consistent(geolocator):
         loc = report["localizability"]
         se = loc["bits_stderr"] * math.log(2.0)
         assert abs(loc["entropy_nats"] - dmap.entropy()) < 4 * se + 0.05, (loc, dmap.entropy())
+
+
+def test_answer_from_a_sample_map_reads_its_numbers_off_the_samples(geolocator):
+    # With the map estimated from the samples (no solves on the grid), each number comes from the
+    # samples' exact densities, not from the smoothed map: areas and edges are the samples' HPD
+    # region, a place's probability is the samples' share within the radius, and the truth's
+    # credible level is the share of samples denser than it (the HPD rank of calibration).
+    from globeflow.inference.density import hpd_region
+
+    cfg = AnswerConfig(num_samples=200, steps=8, solver="rk4", error_check=4, top_k=2,
+                       map=MapConfig(nside=16, source="samples"))
+    truth = np.array([[48.85, 2.35], [-33.9, 151.2]])
+    answers = geolocator.answer(EMB, truth=truth, config=cfg)
+    for a in answers:
+        dmap = a.density_map
+        assert dmap.source == "samples" and a.map["source"] == "samples" and a.map["exact_cells"] == 0
+        assert abs(a.map["mass"] - 1.0) < 1e-9 and a.map["densest_cells_error_nats"] is None
+        assert a.map["samples_error_nats"] >= 0
+        for r in a.credible_regions:
+            t, area = hpd_region(a.log_probs, r.level)
+            assert r.area_km2 == pytest.approx(area * EARTH_RADIUS_KM ** 2) and r.threshold_log_density == t
+        for place in a.top_k:
+            d = geo.haversine_km(torch.as_tensor(a.samples, dtype=torch.float64),
+                                 torch.tensor([place.lat, place.lon], dtype=torch.float64).expand(200, 2))
+            assert place.probability == pytest.approx(float((d <= 200.0).double().mean()))
+        assert a.truth.credible_level == pytest.approx(float(np.mean(a.log_probs > a.truth.log_density)))

@@ -90,25 +90,64 @@ def test_a_flat_map_is_one_mode_not_thousands():
     assert m.mass() == pytest.approx(1.0)
 
 
-def test_geojson_cells_are_closed_polygons_with_the_region_mass():
-    m = full_map(VMF, 16)
-    gj = m.to_geojson(level=0.9)
+def _signed_area(ring):
+    """Shoelace area of a ring in degrees^2: positive for counter-clockwise."""
+    x, y = np.asarray(ring).T
+    return 0.5 * float(np.sum(x[:-1] * y[1:] - x[1:] * y[:-1]))
+
+
+def _check_rfc7946(geometry):
+    """The rules of RFC 7946 a validator checks on a MultiPolygon: closed rings of >= 4 positions,
+    longitudes in [-180, 180] and latitudes in [-90, 90], exteriors counter-clockwise, holes clockwise."""
+    assert geometry["type"] == "MultiPolygon"
+    for polygon in geometry["coordinates"]:
+        for k, ring in enumerate(polygon):
+            assert len(ring) >= 4 and ring[0] == ring[-1]
+            lon, lat = np.asarray(ring).T
+            assert lon.min() >= -180 and lon.max() <= 180 and lat.min() >= -90 and lat.max() <= 90
+            assert (_signed_area(ring) > 0) == (k == 0)
+
+
+def _contains(geometry, lon, lat):
+    from shapely.geometry import Point, shape
+
+    g = shape(geometry)
+    return np.array([g.covers(Point(a, b)) for a, b in zip(lon, lat)])
+
+
+@pytest.mark.parametrize("centre", [(10.0, 20.0), (0.0, 180.0), (89.0, 0.0), (-89.0, 100.0)])
+def test_credible_regions_are_one_valid_multipolygon_each(centre):
+    # Issue 16, defect 15: a cell at 179.9 E reached 182.8, polar cells lost their pole edge, and a
+    # region was thousands of cell Features.
+    m = full_map([(centre, 200.0, 1.0)], 16)
+    gj = m.to_geojson()
     json.dumps(gj, allow_nan=False)
-    feats = gj["features"]
-    assert len(feats) == m.credible_region(0.9).cells.size
-    assert sum(f["properties"]["probability"] for f in feats) >= 0.9
-    ring = feats[0]["geometry"]["coordinates"][0]
-    assert ring[0] == ring[-1] and len(ring) == 5
-    # Densest first.
-    dens = [f["properties"]["log_density"] for f in feats]
-    assert dens == sorted(dens, reverse=True)
+    assert [f["properties"]["level"] for f in gj["features"]] == [0.95, 0.9, 0.5]
+    cell_lon, cell_lat = hp.pix2ang(16, np.arange(hp.num_cells(16)), nest=True, lonlat=True)
+    cell_lon = np.where(cell_lon > 180, cell_lon - 360, cell_lon)
+    for f in gj["features"]:
+        _check_rfc7946(f["geometry"])
+        region = m.credible_region(f["properties"]["level"])
+        assert f["properties"]["area_km2"] == region.area_km2 and f["properties"]["cells"] == region.cells.size
+        # The polygons hold exactly the region's cells: every centre inside, no other centre.
+        inside = np.zeros(hp.num_cells(16), bool)
+        inside[region.cells] = True
+        got = _contains(f["geometry"], cell_lon, cell_lat)
+        assert (got == inside).all(), (int((got & ~inside).sum()), int((~got & inside).sum()))
+    if abs(centre[0]) > 80:  # the cap around the pole is covered up to the pole itself
+        pole = 90.0 if centre[0] > 0 else -90.0
+        assert _contains(gj["features"][-1]["geometry"], [0.0, 120.0, -120.0], [pole] * 3).all()
+    if centre[1] == 180.0:  # cut at the antimeridian: parts on both sides, touching +-180
+        lons = [p[0] for poly in gj["features"][-1]["geometry"]["coordinates"] for p in poly[0]]
+        assert min(lons) == -180.0 and max(lons) == 180.0
 
 
-def test_geojson_cells_on_the_antimeridian_do_not_wrap_around_the_globe():
-    comps = [((0.0, 180.0), 200.0, 1.0)]
-    for f in full_map(comps, 16).to_geojson(level=0.9)["features"]:
-        lons = [p[0] for p in f["geometry"]["coordinates"][0]]
-        assert max(lons) - min(lons) < 30.0
+def test_a_region_of_the_whole_sphere_is_the_whole_lon_lat_rectangle():
+    from shapely.geometry import shape
+
+    m = DensityMap(np.full(hp.num_cells(4), -math.log(4 * math.pi)), np.full(hp.num_cells(4), 4))
+    g = shape(m.to_geojson((1.0,))["features"][0]["geometry"])
+    assert g.area == pytest.approx(360.0 * 180.0, rel=1e-6)
 
 
 def make_fn(comps, counter):

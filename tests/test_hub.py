@@ -102,10 +102,35 @@ def test_local_copies_take_their_type_from_the_name_given_or_the_folder_name(tmp
     with pytest.raises(CheckpointError) as err:
         load_locator(_published_copy(tmp_path, "anonymous"))
     assert "model type" in str(err.value) and "plonk-osv5m:" in str(err.value)
-    with pytest.raises(CheckpointError, match="not a model folder"):
+    with pytest.raises(CheckpointError, match="absent: no such folder"):
         load_locator(f"plonk-osv5m:{tmp_path / 'absent'}")
     with pytest.raises(CheckpointError, match="not a model name; published models: plonk-osv5m"):
         load_locator("plonk-osv")
+
+
+def test_published_folder_mistakes_each_get_their_own_message(tmp_path, monkeypatch):
+    # Issue 16, defect 14: a typo, "~", a missing folder / config.json / model.safetensors, a
+    # pytorch_model.bin-only folder and a _flow folder under the rfm name all failed alike or not at all.
+    with pytest.raises(CheckpointError, match=r"plonk-osv: not a published model name \(did you mean plonk-osv5m\?\)"):
+        load_locator(f"plonk-osv:{FIXTURE}")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    home_copy = _published_copy(tmp_path, "mine")
+    assert load_locator(f"plonk-osv5m:~/{home_copy.name}").config.kind == "rfm"
+    no_config, no_weights, pickle_only = (_published_copy(tmp_path, n) for n in ("nc", "nw", "pk"))
+    (no_config / "config.json").unlink()
+    (no_weights / "model.safetensors").unlink()
+    (pickle_only / "model.safetensors").rename(pickle_only / "pytorch_model.bin")
+    for folder, message in ((no_config, "no config.json"), (no_weights, "no model.safetensors"),
+                            (pickle_only, "holds pytorch_model.bin but no model.safetensors: a pickle")):
+        with pytest.raises(CheckpointError, match=message):
+            load_locator(f"plonk-osv5m:{folder}")
+    flow = _published_copy(tmp_path, "PLONK_OSV_5M_flow")
+    with pytest.raises(CheckpointError, match="a copy of nicolas-dufour/PLONK_OSV_5M_flow \\(a fm model\\), not of "
+                                              "nicolas-dufour/PLONK_OSV_5M \\(rfm\\): pass --model plonk-osv5m-flow:"):
+        load_locator(f"plonk-osv5m:{flow}")
+    # A network that does not take the named encoder's embeddings is flagged when it loads.
+    with pytest.warns(UserWarning, match="takes 16-d embeddings, but plonk-osv5m's encoder \\(streetclip\\) gives 1024-d"):
+        load_locator(f"plonk-osv5m:{FIXTURE}")
 
 
 def _tiny_streetclip(folder: Path) -> None:

@@ -95,10 +95,10 @@ def test_published_euler_samples_are_reproduced(steps, cfg):
     assert (exp - expected).abs().max() > 1e-3
 
 
-def test_published_step_needs_euler():
+def test_published_step_needs_euler_or_ddim():
     from globeflow.flow import SamplerConfig
 
-    with pytest.raises(ValueError, match="published step is an Euler step"):
+    with pytest.raises(ValueError, match="published step is the published Euler or DDIM step"):
         SamplerConfig(method="rk4", step="published")
 
 
@@ -106,3 +106,23 @@ def test_missing_weights_file_is_named(copy):
     (copy / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="model.safetensors: missing; a hub-layout model folder holds"):
         load_published_network(copy)
+
+
+def test_published_ddim_protocol_reproduces_the_published_sampler():
+    # Issue 16, defect 13: the published DDIM clamps each coordinate of the clean estimate to [-1, 1];
+    # globeflow's clipped its norm, and the samples differed by thousands of km. Reference samples:
+    # the published ddim_sampler, 250 steps, on this fixture's network (tools/plonk_ddim_fixture.py).
+    from globeflow.flow import GeoFlowModel, ModelConfig, SamplerConfig
+
+    ref = load_file(str(FIXTURE / "ddim_reference.safetensors"))
+    net = load_published_network(FIXTURE)
+    model = GeoFlowModel(ModelConfig(net.config, kind="diffusion")).eval()
+    model.network.load_state_dict(net.state_dict())
+    rows, samples = ref["x0"].shape[:2]
+    expected = ref["samples"] / ref["samples"].norm(dim=-1, keepdim=True)
+    with torch.no_grad():
+        ours = model.sample(ref["emb"], samples, model.path.published_sampler, x_init=ref["x0"])
+        own_clip = model.sample(ref["emb"], samples, SamplerConfig(method="ddim", steps=250), x_init=ref["x0"])
+    assert torch.allclose(ours, expected, atol=1e-4), (ours - expected).abs().max()
+    # The clip is not a detail on this network: globeflow's own DDIM lands elsewhere.
+    assert (own_clip - expected).norm(dim=-1).max() > 0.05

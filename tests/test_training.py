@@ -89,7 +89,7 @@ def test_existing_run_needs_resume(data, tmp_path):
 def test_nan_guard_stops_a_diverging_run(data, tmp_path):
     with pytest.raises(TrainingError, match="consecutive steps with non-finite"):
         train(data[0], tmp_path / "nan", network=NET, config=small(lr=1e30, steps=60, max_bad_steps=3,
-                                                                    grad_clip=float("inf")), progress=False)
+                                                                    grad_clip=1e30), progress=False)
 
 
 def test_corrupt_checkpoint_is_reported(data, tmp_path):
@@ -162,3 +162,56 @@ def test_embedding_dropout_is_reproducible_and_only_acts_in_training():
         ModelConfig(net, emb_dropout=1.0)
     assert ModelConfig.from_dict({k: v for k, v in ModelConfig(net).to_dict().items() if k != "emb_dropout"}) \
         == ModelConfig(net)  # checkpoints written before the field existed still load
+
+
+def test_weights_that_turn_nan_are_never_saved(data, tmp_path, monkeypatch):
+    # Issue 16, defect 1: a NaN setting once saved a checkpoint with half its EMA tensors NaN, and
+    # predict answered (90, 0) for every row. Whatever makes the weights non-finite, the save refuses
+    # and the last good checkpoint stays.
+    loop = sys.modules["globeflow.train.loop"]  # (globeflow.train.train, the function, hides the package)
+
+    def poisoned(ema, model, decay):
+        _ema_update(ema, model, decay)
+        if poisoned.calls == 12:
+            next(iter(ema.parameters())).data.fill_(float("nan"))
+        poisoned.calls += 1
+
+    poisoned.calls = 0
+    monkeypatch.setattr(loop, "_ema_update", poisoned)
+    run = tmp_path / "poisoned"
+    with pytest.raises(TrainingError, match=r"became NaN or infinite by step 20 \(ema\..*last good checkpoint"):
+        train(data[0], run, network=NET, config=small(steps=30), progress=False)
+    assert load_checkpoint(run).meta["step"] == 10
+    Geolocator.load(run)  # the kept checkpoint is a good one
+
+
+def test_a_run_whose_last_step_is_skipped_still_saves(data, tmp_path, monkeypatch):
+    # Issue 16, defect 1: with --lr inf --steps 3 the run skipped its last steps and wrote no
+    # checkpoint at all. A skipped step is still a step, and the run ends with its final save.
+    real = torch.nn.utils.clip_grad_norm_
+    calls = []
+
+    def nan_on_last(params, max_norm):
+        calls.append(1)
+        norm = real(params, max_norm)
+        return torch.tensor(float("nan")) if len(calls) == 7 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", nan_on_last)
+    result = train(data[0], tmp_path / "skip", network=NET, config=small(steps=7, ckpt_every=100), progress=False)
+    assert result.skipped_steps == 1
+    assert load_checkpoint(tmp_path / "skip").meta["step"] == 7
+
+
+def test_loading_non_finite_weights_is_refused(data, tmp_path):
+    from globeflow.io.checkpoint import save_checkpoint
+
+    run = tmp_path / "ok"
+    train(data[0], run, network=NET, config=small(steps=10), progress=False)
+    ck = load_checkpoint(run)
+    tensors = dict(ck.tensors)
+    key = next(k for k in tensors if k.startswith("ema."))
+    tensors[key] = torch.full_like(tensors[key], float("inf"))
+    save_checkpoint(run / "checkpoint.safetensors", tensors, model_config=ck.meta["model_config"],
+                    train_config=ck.meta["train_config"], step=10, optim_groups=ck.meta["optim_groups"])
+    with pytest.raises(CheckpointError, match=f"hold NaN or infinite values \\({key[4:]}"):
+        Geolocator.load(run)

@@ -3,7 +3,7 @@
 For every valid row of an embedding dataset, ``OUT/<id>.json`` (best guesses, top-k places, country /
 region / city probabilities, credible-region areas, localizability, map facts, and the truth's
 density and credible level when the row is labelled), ``OUT/<id>.png`` (the map), ``OUT/<id>.npz``
-(the HEALPix array) and ``OUT/<id>.geojson`` (the cells of the 95% credible region). The JSON is
+(the HEALPix array) and ``OUT/<id>.geojson`` (the 50/90/95% credible regions, one MultiPolygon each). The JSON is
 written last and atomically, so a row with a JSON is complete: a second run skips it (resume after
 a kill). ``OUT/index.csv`` lists all rows sorted by localizability, most localizable first.
 """
@@ -11,6 +11,7 @@ a kill). ``OUT/index.csv`` lists all rows sorted by localizability, most localiz
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -26,7 +27,9 @@ from tqdm.auto import tqdm
 from ..data.embeddings import EmbeddingDataset
 from ..inference.answers import AnswerConfig, answer_images
 from ..inference.geolocator import Geolocator
-from ..io.files import atomic_write_text
+from ..inference.locator import row_seeds
+from ..io.files import atomic_write_text, file_sha256
+from ..io.lock import FolderLock
 from ..viz.maps import density_map_png
 
 __all__ = ["map_to_dir", "row_stem", "write_row"]
@@ -62,7 +65,7 @@ def write_row(out: Path, stem: str, row_id: Any, report: dict, dmap, levels: tup
                     title=f"{row_id}: best guess {best['lat']:.2f}, {best['lon']:.2f}; "
                           f"localizability {report['localizability']['bits']:.1f} bits")
     dmap.save_npz(out / f"{stem}.npz")
-    atomic_write_text(out / f"{stem}.geojson", json.dumps(dmap.to_geojson(level=max(levels))))
+    atomic_write_text(out / f"{stem}.geojson", json.dumps(dmap.to_geojson(levels)))
     report["files"] = {k: f"{stem}.{k}" for k in ("png", "npz", "geojson")}
     atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2, allow_nan=False))
 
@@ -100,7 +103,8 @@ def map_to_dir(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                config: AnswerConfig = AnswerConfig(), batch_size: int = 4, limit: int | None = None,
                device: str | None = None, skip_invalid: bool = False, progress: bool = True,
                seed: int = 0) -> dict[str, Any]:
-    """``globeflow map RUN DATA --out DIR``; returns a summary (rows written, skipped, resumed)."""
+    """``globeflow map RUN DATA --out DIR``; returns a summary (rows written, skipped, resumed).
+    One process at a time writes a folder (:class:`~globeflow.io.lock.FolderLock`)."""
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
     if batch_size < 1:
@@ -111,16 +115,74 @@ def map_to_dir(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
         raise ValueError(f"--out {out}: exists and is not a folder")
     geolocator = Geolocator.load(run, device=device)
     geolocator.require_density()
-    dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim)
+    # A map needs no truth: unlabelled rows are mapped (their answers have no truth section).
+    dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim, labels=False)
     info = dataset.scan()
-    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
     total = info.num_valid if limit is None else min(limit, info.num_valid)
+    _refuse_duplicate_ids(dataset, total, data)
+    settings = _settings(geolocator, config, seed)
+    with FolderLock(out, "map"):  # the folder is made only once the inputs are known to be good
+        _check_settings(out, settings)
+        return _map_rows(geolocator, dataset, info, out, total, config=config, batch_size=batch_size,
+                         progress=progress, seed=seed, t0=t0)
+
+
+#: What a map folder was made with; a resume with another model or other settings is refused.
+SETTINGS_NAME = "map_settings.json"
+
+
+def _settings(geolocator: Geolocator, config: AnswerConfig, seed: int) -> dict[str, Any]:
+    weights = geolocator.source.get("path")
+    return {"model": {"weights_sha256": file_sha256(weights) if weights else None, "source": str(weights)},
+            "answers": json.loads(json.dumps(dataclasses.asdict(config))), "seed": seed,
+            "calibration": None if geolocator.calibration is None else geolocator.calibration.describe()}
+
+
+def _check_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Record the settings of a new folder; refuse to resume one made with others (rows already
+    written would be reported as this model's answers)."""
+    path = out / SETTINGS_NAME
+    if not path.exists():
+        if any(out.glob("*.json")):
+            raise ValueError(f"--out {out} holds maps but no {SETTINGS_NAME}, so which model made them is unknown; "
+                             "choose another --out")
+        atomic_write_text(path, json.dumps(settings, indent=2))
+        return
+    before = json.loads(path.read_text())
+    if before.get("model", {}).get("weights_sha256") != settings["model"]["weights_sha256"]:
+        raise ValueError(f"--out {out} was written by another model ({before.get('model', {}).get('source')}); "
+                         "its rows would be reported as this model's: choose another --out")
+    changed = sorted(k for k in ("answers", "seed", "calibration") if before.get(k) != settings[k])
+    if changed:
+        raise ValueError(f"--out {out} was written with other settings ({', '.join(changed)} differ, see "
+                         f"{path}); use the same settings to resume, or another --out")
+
+
+def _refuse_duplicate_ids(dataset: EmbeddingDataset, total: int, data: str | os.PathLike) -> None:
+    """One file per id: ids that repeat (or that would share a file name) are refused, naming the rows."""
+    rows: dict[str, list[int]] = {}
+    position = 0
+    for batch in dataset.iter_batches(4096):
+        for row_id in batch.ids:
+            if position >= total:
+                break
+            rows.setdefault(row_stem(row_id), []).append(position)
+            position += 1
+    repeated = [(stem, where) for stem, where in rows.items() if len(where) > 1]
+    if repeated:
+        shown = "; ".join(f"{stem!r} at rows {', '.join(map(str, where[:5]))}" for stem, where in repeated[:5])
+        raise ValueError(f"{data}: {len(repeated)} ids repeat ({shown}); map writes one file per id, so the ids "
+                         "must be unique (rows counted from 0 among the valid rows)")
+
+
+def _map_rows(geolocator: Geolocator, dataset: EmbeddingDataset, info: Any, out: Path, total: int, *,
+              config: AnswerConfig, batch_size: int, progress: bool, seed: int, t0: float) -> dict[str, Any]:
     stems: list[str] = []
     written = resumed = 0
     bar = None
     if progress:
         bar = tqdm(total=total, desc="map", unit="row")
-    for i, batch in enumerate(dataset.iter_batches(batch_size)):
+    for batch in dataset.iter_batches(batch_size):
         if len(stems) >= total:
             break
         keep = min(len(batch.ids), total - len(stems))
@@ -134,8 +196,9 @@ def map_to_dir(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
                 todo.append(j)
         if todo:
             idx = np.asarray(todo)
+            # Seeded per row (from its id): an answer never depends on its batch or on a resume.
             results = answer_images(geolocator, batch.embedding[idx], truth=batch.latlon[idx].numpy(),
-                                    config=config, seed=seed + i)
+                                    config=config, seed=row_seeds(seed, [batch.ids[j] for j in todo]))
             for j, (report, dmap) in zip(todo, results):
                 write_row(out, row_stem(batch.ids[j]), batch.ids[j], report, dmap, config.levels)
                 written += 1

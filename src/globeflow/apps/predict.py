@@ -22,7 +22,8 @@ def predict_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str | 
     """``globeflow predict``: one row per valid input row; a summary with the skipped-row count."""
     out = check_table_path(out)
     geolocator = load_locator(run, device=device)
-    dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim)
+    # Predictions need no truth: unlabelled rows (``embed --unlabelled``) are predicted too.
+    dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim, labels=False)
     info = dataset.scan()
     columns = predict_dataset(geolocator, dataset, batch_size=batch_size, progress=progress, **predict_kwargs)
     write_table(columns, out)

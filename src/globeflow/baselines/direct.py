@@ -19,6 +19,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor, nn
 
+from ..checks import require_finite
 from ..flow.network import AdaLNBlock, NetworkConfig, network_config_from_dict
 from ..geo import healpix as grid
 from .heads import GeocellHead, Head, RegressionHead, VMFMixtureHead
@@ -66,6 +67,7 @@ class DirectConfig:
                                                                        "(default: half the cell size)"})
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.kind not in HEAD_KINDS:
             raise ValueError(f"unknown baseline kind {self.kind!r}; expected one of {', '.join(HEAD_KINDS)}")
         if self.components < 1:

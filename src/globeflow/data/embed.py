@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..checks import require_finite
 from ..io.files import atomic_write_text
 from .embeddings import write_embeddings
 
@@ -56,6 +57,7 @@ class EmbedConfig:
     workers: int = field(default=2, metadata={"help": "image-decoding threads"})
 
     def __post_init__(self) -> None:
+        require_finite(self)
         for name in ("shard_rows", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

@@ -112,11 +112,21 @@ def write_point_report(out: Path, name: str, pred: np.ndarray, true: np.ndarray,
 
 
 def _write_report(out: Path, name: str, report: dict[str, Any], pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
-    """Error pictures beside ``out``, then the report as JSON and as a one-row Markdown table."""
+    """Error pictures beside ``out``, the report as a one-row Markdown table and, last, as JSON.
+
+    All or nothing: each file is written atomically and the JSON (what a reader takes for a finished
+    report) last; if any write fails (a full disk), the files this report already wrote are removed,
+    so no complete-looking ``report.json`` stands beside a missing ``.md``."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    report["pictures"] = _error_pictures(out, pred, true, name)
-    atomic_write_text(out, json.dumps(report, indent=2))
-    atomic_write_text(out.with_suffix(".md"), markdown_table([report], [name]) + "\n")
+    siblings = [out.with_suffix(s) for s in (".md", ".errors_cdf.png", ".errors_map.png", ".reliability.png")]
+    try:
+        report["pictures"] = _error_pictures(out, pred, true, name)
+        atomic_write_text(out.with_suffix(".md"), markdown_table([report], [name]) + "\n")
+        atomic_write_text(out, json.dumps(report, indent=2))
+    except BaseException:
+        for path in siblings:
+            path.unlink(missing_ok=True)
+        raise
     return report
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from ..checks import require_finite
 from .. import geo
 from . import solvers
 from .network import GeoAdaLNMLP, NetworkConfig, network_config_from_dict
@@ -40,6 +41,7 @@ class ModelConfig:
                                                               "(docs/design.md)"})
 
     def __post_init__(self) -> None:
+        require_finite(self)
         make_path(self.kind)  # validates the kind
         if not 0.0 <= self.cond_drop < 1.0:
             raise ValueError(f"cond_drop must be in [0, 1), got {self.cond_drop}")

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..checks import require_finite
+
 __all__ = ["NetworkConfig", "GeoAdaLNMLP", "positional_embedding", "time_frequencies", "frequency_variant",
            "network_config_from_dict", "TIME_FREQUENCIES"]
 
@@ -44,6 +46,7 @@ class NetworkConfig:
     time_frequencies: str = field(default="published", metadata={"cli": False})
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.time_frequencies not in TIME_FREQUENCIES:
             raise ValueError(f"network time_frequencies must be 'published' or 'endpoint', got {self.time_frequencies!r}")
         for name in ("cond_dim", "dim", "depth", "expansion", "input_dim"):

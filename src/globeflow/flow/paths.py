@@ -100,7 +100,8 @@ class Path:
     def check_sampler(self, sampler: SamplerConfig) -> None:
         """Raise ``ValueError`` unless this path can be sampled with ``sampler``."""
         if sampler.step == "published" and not self.published_step:
-            raise ValueError(f"the published step is the sphere sampler's; a {self.kind} model cannot use it")
+            raise ValueError(f"the published step is the published rfm (Euler) and diffusion (DDIM) samplers'; a "
+                             f"{self.kind} model cannot use it")
         if sampler.method not in self.methods:
             raise ValueError(f"sampler method {sampler.method!r} is not available for a {self.kind} "
                              f"model; use one of {', '.join(self.methods)}")
@@ -175,23 +176,28 @@ class DiffusionPath(_GaussianPath):
     summary = "diffusion in R^3 (DDIM sampling), projected to the sphere"
     methods = ("ddim",)
     default_sampler = SamplerConfig(method="ddim", steps=64)
-    published_sampler = SamplerConfig(method="ddim", steps=250)
+    published_sampler = SamplerConfig(method="ddim", steps=250, step="published")
+    published_step = True
 
     def interpolate(self, x0: Tensor, x1: Tensor, gamma: Tensor) -> PathSample:
         g = _per_row(gamma, x1)
         return PathSample(x0, x1, gamma, g.sqrt() * x1 + (1 - g).sqrt() * x0, x0)
 
-    def denoise(self, output: Tensor, x: Tensor, gamma: Tensor) -> tuple[Tensor, Tensor]:
+    def denoise(self, output: Tensor, x: Tensor, gamma: Tensor, clip: str = "ball") -> tuple[Tensor, Tensor]:
         """``(x1_hat, eps_hat)``: the clean point implied by the predicted noise, and that noise.
 
-        The clean estimate is clipped to the unit ball (every data point is a unit vector) and the
-        noise recomputed to stay consistent with ``x``. Without the clip, the first DDIM step at
-        ``gamma = 1e-9`` divides the error of the predicted noise by ``sqrt(gamma) = 3e-5``, and the
-        samples end up hundreds of units from the sphere.
+        The clean estimate is clipped (``clip="ball"``: its norm to 1, as every data point is a unit
+        vector; ``"box"``: each coordinate to [-1, 1], the published sampler's clamp) and the noise
+        recomputed to stay consistent with ``x``. Without a clip, the first DDIM step at ``gamma =
+        1e-9`` divides the error of the predicted noise by ``sqrt(gamma) = 3e-5``, and the samples end
+        up hundreds of units from the sphere.
         """
         g = _per_row(gamma, x)
         x1 = (x - (1 - g).sqrt() * output) / g.sqrt()
-        x1 = x1 / x1.norm(dim=-1, keepdim=True).clamp_min(1.0)
+        if clip == "box":
+            x1 = x1.clamp(-1.0, 1.0)
+        else:
+            x1 = x1 / x1.norm(dim=-1, keepdim=True).clamp_min(1.0)
         eps = (x - g.sqrt() * x1) / (1 - g).clamp_min(1e-12).sqrt()
         return x1, eps
 
@@ -205,7 +211,8 @@ class DiffusionPath(_GaussianPath):
     def integrate(self, output: Output, x: Tensor, grid: Tensor, sampler: SamplerConfig,
                   callback: solvers.Callback = None) -> Tensor:
         # Stiff near gamma = 0 as an ODE: DDIM steps between the clean and noise estimates instead.
-        return solvers.ddim(lambda y, g: self.denoise(output(y, g), y, g.expand(y.shape[0])), x, grid,
+        clip = "box" if sampler.step == "published" else "ball"
+        return solvers.ddim(lambda y, g: self.denoise(output(y, g), y, g.expand(y.shape[0]), clip), x, grid,
                             callback=callback)
 
 

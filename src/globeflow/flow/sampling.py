@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..checks import require_finite
+
 __all__ = ["SamplerConfig", "STEPS", "PROTOCOLS"]
 
 #: How a sphere sampler moves: Munthe-Kaas rotations, the retraction, or the published package's step.
@@ -20,10 +22,13 @@ PROTOCOLS = ("globeflow", "published")
 class SamplerConfig:
     """How to draw samples: solver, number of steps, guidance scale.
 
-    ``step="published"`` is the published sampler's step, ``projx(x + h * output)`` with the raw,
-    *unprojected* network output (rfm with ``euler`` only; for reproducing published samples; its
-    normal component changes the step length, which is why ``exp`` and ``retraction`` project onto
-    the tangent plane first). Guided output is ``(1 + guidance) f_cond - guidance f_uncond``.
+    ``step="published"`` is the published sampler's step, for reproducing published samples. With
+    ``euler`` (rfm): ``projx(x + h * output)`` with the raw, *unprojected* network output (its normal
+    component changes the step length, which is why ``exp`` and ``retraction`` project onto the
+    tangent plane first). With ``ddim`` (diffusion): each coordinate of the clean estimate clamped to
+    [-1, 1], as the published DDIM does, instead of globeflow's clip of its norm to 1 (the two differ
+    inside the ball too: (0.9, 0.9, 0) is kept by one and shortened by the other). Guided output is
+    ``(1 + guidance) f_cond - guidance f_uncond``.
     """
 
     method: str = field(default="rk4", metadata={"help": "solver: euler, midpoint, rk4 (rfm, fm) or ddim (diffusion)"})
@@ -32,9 +37,11 @@ class SamplerConfig:
     step: str = field(default="exp", metadata={"help": "how a sphere sampler moves: " + ", ".join(STEPS)})
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.steps < 1:
             raise ValueError(f"sampler steps must be >= 1, got {self.steps}")
         if self.step not in STEPS:
             raise ValueError(f"sampler step must be 'exp', 'retraction' or 'published', got {self.step!r}")
-        if self.step == "published" and self.method != "euler":
-            raise ValueError(f"the published step is an Euler step; use method 'euler', not {self.method!r}")
+        if self.step == "published" and self.method not in ("euler", "ddim"):
+            raise ValueError(f"the published step is the published Euler or DDIM step; use method 'euler' or "
+                             f"'ddim', not {self.method!r}")

@@ -15,6 +15,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..checks import require_finite
+
 __all__ = ["GAMMA_MIN", "ScheduleConfig", "Schedule", "make_schedule"]
 
 GAMMA_MIN = 1e-9
@@ -30,6 +32,9 @@ class ScheduleConfig:
     start: float = -7.0
     end: float = 3.0
     tau: float = 1.0
+
+    def __post_init__(self) -> None:
+        require_finite(self)
 
 
 class Schedule:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import require_finite
 from ..io.files import atomic_write_text, file_sha256
 
 __all__ = ["CALIBRATION_NAME", "Recalibration", "CalibrationError"]
@@ -60,6 +61,7 @@ class Recalibration:
     method: str = "conformal-hpd"
 
     def __post_init__(self) -> None:
+        require_finite(self)
         r = np.asarray(self.ranks, dtype=np.float64)
         if r.size < 1 or not np.all(np.isfinite(r)) or r.min() < 0 or r.max() > 1 or np.any(np.diff(r) < 0):
             raise CalibrationError("calibration ranks must be a non-empty ascending list of numbers in [0, 1]")

@@ -19,7 +19,8 @@ def predict_dataset(geolocator: Locator, dataset: EmbeddingDataset, *, batch_siz
                     progress: bool = True, keep_columns: tuple[str, ...] = (),
                     **predict_kwargs: Any) -> dict[str, np.ndarray | list]:
     """Predict every valid row; returns columns ``id``, ``lat_pred``, ``lon_pred``, ``lat``, ``lon``,
-    ``error_km``, and the dataset's metadata columns named in ``keep_columns``."""
+    ``error_km`` (NaN for a row without a location), and the dataset's metadata columns named in
+    ``keep_columns``."""
     ids: list = []
     pred, true = [], []
     kept: dict[str, list] = {c: [] for c in keep_columns}
@@ -33,8 +34,11 @@ def predict_dataset(geolocator: Locator, dataset: EmbeddingDataset, *, batch_siz
     if not pred:
         raise ValueError(f"{dataset.path}: no valid rows to predict")
     p, t = torch.cat(pred).double(), torch.cat(true).double()
+    # distances_km scores an invalid truth as the largest distance (a metric's convention); a row
+    # that has no truth has no error.
+    error = torch.where(torch.isnan(t).any(dim=1), torch.nan, distances_km(p, t))
     return {"id": ids, "lat_pred": p[:, 0].numpy(), "lon_pred": p[:, 1].numpy(), "lat": t[:, 0].numpy(),
-            "lon": t[:, 1].numpy(), "error_km": distances_km(p, t).numpy(), **kept}
+            "lon": t[:, 1].numpy(), "error_km": error.numpy(), **kept}
 
 
 def log_prob_dataset(geolocator: Locator, dataset: EmbeddingDataset, *, batch_size: int = 1024,

@@ -31,7 +31,7 @@ from .answers import Answer, AnswerConfig, answer_embeddings, override, sample_a
 from .calibration import Recalibration
 from .density import DensityMap, MapConfig, refine_map
 from .hub_models import hub_model
-from .locator import POINT_STRATEGIES, Locator, PointStrategy, read_model_checkpoint
+from .locator import POINT_STRATEGIES, Locator, PointStrategy, Seed, read_model_checkpoint
 from .photos import ImageInput, iter_answers, photo_inputs
 from .points import best_expected_geoscore
 
@@ -129,7 +129,7 @@ class Geolocator(Locator):
                              f"{self.embedding_dim}-d ones; pass the --encoder the model was trained with")
         return encoder
 
-    def answer(self, embeddings: Tensor | np.ndarray, *, config: AnswerConfig = AnswerConfig(), seed: int = 0,
+    def answer(self, embeddings: Tensor | np.ndarray, *, config: AnswerConfig = AnswerConfig(), seed: Seed = 0,
                truth: np.ndarray | None = None, progress: bool = False) -> list[Answer]:
         """One :class:`~globeflow.inference.answers.Answer` per embedding ``(B, D)``: the full answer
         (places, areas, credible regions, localizability, map) for a model with a density, the best
@@ -150,8 +150,8 @@ class Geolocator(Locator):
                 :class:`~globeflow.data.images.ImageRecord`, or a sequence of them.
             top_k, guidance, num_samples, steps, nside: override fields of ``config`` (photo answers:
                 128 samples, 3 places, a nside-16 map).
-            seed: answers are reproducible; batch ``k`` (of ``batch_size`` images) uses ``seed + k *
-                batch_size``.
+            seed: answers are reproducible: image ``i`` is seeded with ``seed + i``, so its answer does
+                not depend on ``batch_size`` or on the other images.
             batch_size: images decoded (``workers`` threads), embedded and answered together.
             on_unreadable: ``"raise"`` the image's error (an
                 :class:`~globeflow.data.images.UnreadableImageError` for a bad file), or ``"report"`` it
@@ -198,16 +198,18 @@ class Geolocator(Locator):
     # --- samples and points -------------------------------------------------------------------------------------
 
     def sample_xyz(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, steps: int | None = None,
-                   guidance: float | None = None, method: str | None = None, seed: int | None = 0,
+                   guidance: float | None = None, method: str | None = None, seed: Seed = 0,
                    protocol: str = "globeflow") -> Tensor:
         """Samples as unit vectors ``(B, S, 3)`` on the model's device."""
         return self._draw(embeddings, num_samples, self.sampler(steps, guidance, method, protocol=protocol), seed)
 
     def _draw(self, embeddings: Tensor | np.ndarray, num_samples: int, sampler: SamplerConfig,
-              seed: int | None) -> Tensor:
+              seed: Seed) -> Tensor:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        return self.model.sample(self._embeddings(embeddings), num_samples, sampler, generator=self._generator(seed))
+        emb = self._embeddings(embeddings)
+        return self._per_row(seed, emb.shape[0], lambda rows, gen: self.model.sample(emb[rows], num_samples, sampler,
+                                                                                     generator=gen))
 
     def sample(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, steps: int | None = None,
                guidance: float | None = None, method: str | None = None, seed: int | None = 0,
@@ -228,7 +230,7 @@ class Geolocator(Locator):
 
     def predict(self, embeddings: Tensor | np.ndarray, *, strategy: PointStrategy = "geoscore",
                 num_samples: int = BEST_GUESS_SAMPLES, steps: int | None = None, guidance: float | None = None,
-                method: str | None = None, seed: int | None = 0, protocol: str = "globeflow") -> Tensor:
+                method: str | None = None, seed: Seed = 0, protocol: str = "globeflow") -> Tensor:
         """One best guess per embedding, ``(B, 2)`` (lat, lon) degrees on the CPU.
 
         ``strategy="geoscore"`` (default): draw ``num_samples`` unguided samples and keep the one with
@@ -312,7 +314,8 @@ class Geolocator(Locator):
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         emb = self._embeddings(embeddings)
         gen = self._generator(seed)
-        x0 = self.model.path.prior((emb.shape[0], num_samples), generator=gen, device=self.device)
+        x0 = self._per_row(seed, emb.shape[0], lambda rows, g: self.model.path.prior(
+            (len(range(emb.shape[0])[rows]), num_samples), generator=g, device=self.device))
         grid = self.model.schedule.sampling_grid(steps, device=self.device)
 
         def solve(i: int, n: int):

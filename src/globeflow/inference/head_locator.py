@@ -19,7 +19,7 @@ from .. import geo
 from ..baselines.direct import DirectModel
 from ..baselines.heads import RegressionHead
 from ..flow.likelihood import KM2_OFFSET
-from .locator import Locator
+from .locator import Locator, Seed
 from .points import expected_geoscore
 
 __all__ = ["DirectGeolocator", "DIRECT_STRATEGIES"]
@@ -54,12 +54,12 @@ class DirectGeolocator(Locator):
             raise ValueError(f"the {solver['protocol']} sampling protocol applies to flow models only, "
                              "not to trained baselines")
 
-    def sample_xyz(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, seed: int | None = 0,
+    def sample_xyz(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, seed: Seed = 0,
                    **solver: Any) -> Tensor:
         """Exact samples ``(B, S, 3)`` on the model's device (density heads only)."""
         return self._sample_outputs(embeddings, num_samples, seed, solver)[1]
 
-    def _sample_outputs(self, embeddings: Tensor | np.ndarray, num_samples: int, seed: int | None,
+    def _sample_outputs(self, embeddings: Tensor | np.ndarray, num_samples: int, seed: Seed,
                         solver: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """``(network outputs (B, out_dim), samples (B, S, 3))``: one network pass for both."""
         self.require_density()
@@ -67,15 +67,20 @@ class DirectGeolocator(Locator):
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         out = self._outputs(embeddings)
-        return out, self.model.head.sample(out, num_samples, generator=self._generator(seed))
+        return out, self._head_samples(out, num_samples, seed)
 
-    def sample(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, seed: int | None = 0,
+    def _head_samples(self, out: Tensor, num_samples: int, seed: Seed) -> Tensor:
+        """``(B, S, 3)`` samples of the head for outputs ``(B, out_dim)`` (per-row seeds: each row its own)."""
+        return self._per_row(seed, out.shape[0], lambda rows, gen: self.model.head.sample(out[rows], num_samples,
+                                                                                          generator=gen))
+
+    def sample(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, seed: Seed = 0,
                **solver: Any) -> Tensor:
         """Samples ``(B, S, 2)`` degrees on the CPU."""
         return geo.xyz_to_latlon(self.sample_xyz(embeddings, num_samples, seed=seed, **solver).double()).cpu()
 
     def predict(self, embeddings: Tensor | np.ndarray, *, strategy: str = "geoscore", num_samples: int = 256,
-                seed: int | None = 0, **solver: Any) -> Tensor:
+                seed: Seed = 0, **solver: Any) -> Tensor:
         """One best guess per embedding, ``(B, 2)`` degrees on the CPU.
 
         ``geoscore`` (default): the candidate (head candidates and ``num_samples`` samples) with the
@@ -93,8 +98,7 @@ class DirectGeolocator(Locator):
         if strategy == "mode":
             best = head.candidates(out)[:, 0]
         else:
-            samples = head.sample(out, num_samples if strategy == "geoscore" else 1,
-                                  generator=self._generator(seed)).double()
+            samples = self._head_samples(out, num_samples if strategy == "geoscore" else 1, seed).double()
             if strategy == "single":
                 best = samples[:, 0]
             else:
@@ -116,7 +120,7 @@ class DirectGeolocator(Locator):
         return lp.cpu() + (KM2_OFFSET if units == "km2" else 0.0)
 
     def sample_with_log_prob(self, embeddings: Tensor | np.ndarray, num_samples: int = 256, *, units: str = "sr",
-                             seed: int | None = 0, **solver: Any) -> tuple[Tensor, Tensor]:
+                             seed: Seed = 0, **solver: Any) -> tuple[Tensor, Tensor]:
         """Samples ``(B, S, 2)`` degrees and their log-densities ``(B, S)``, on the CPU."""
         self._check_likelihood_args(units)
         out, xyz = self._sample_outputs(embeddings, num_samples, seed, solver)

@@ -9,6 +9,7 @@ could silently differ).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from ..flow.model import GeoFlowModel, ModelConfig
 from ..flow.network import GeoAdaLNMLP, NetworkConfig, frequency_variant, time_frequencies
-from ..io.checkpoint import CheckpointError, state_dict_problems
+from ..io.checkpoint import CheckpointError, require_finite_weights, state_dict_problems
 from ..io.hub import resolve_spec
 from ..io.hub_layout import CONFIG_NAME, FREQS_KEY, GLOBEFLOW_NAME, WEIGHTS_NAME, read_sizes, read_weights
 
@@ -74,6 +75,7 @@ def load_published_network(folder: str | os.PathLike, config: NetworkConfig | No
     """
     net_config, weights = _published_weights(Path(folder), config)
     network = GeoAdaLNMLP(net_config)
+    require_finite_weights(Path(folder) / WEIGHTS_NAME, weights)
     network.load_state_dict(weights)
     return network.eval()
 
@@ -89,8 +91,16 @@ def hub_model(spec: str | os.PathLike) -> tuple[GeoFlowModel, str | None, dict[s
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{source.folder / GLOBEFLOW_NAME}: invalid model_config: {e}") from None
     net_config, weights = _published_weights(source.folder, None if base is None else base.network)
+    if source.embedding_dim is not None and net_config.cond_dim != source.embedding_dim:
+        # A warning, not an error: embedding datasets of that width still work (and tests use tiny
+        # networks); photos are refused when the encoder is loaded (Geolocator.image_encoder).
+        warnings.warn(f"{source.folder}: the network takes {net_config.cond_dim}-d embeddings, but "
+                      f"{source.origin.get('alias', 'this model')}'s encoder ({source.encoder}) gives "
+                      f"{source.embedding_dim}-d ones: is the folder a copy of another model? Photos will be "
+                      "refused; embedding datasets must have that width", UserWarning, stacklevel=2)
     config = replace(base, network=net_config) if base is not None else ModelConfig(network=net_config,
                                                                                     kind=source.kind)
     model = GeoFlowModel(config)
+    require_finite_weights(source.folder / WEIGHTS_NAME, weights)
     model.network.load_state_dict(weights)
     return model, source.encoder, {**source.origin, "path": str(source.folder / WEIGHTS_NAME)}

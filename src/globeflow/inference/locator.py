@@ -7,9 +7,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal, Sequence, Union
 
 import numpy as np
 import torch
@@ -18,13 +19,22 @@ from torch import Tensor
 from .. import registry
 from ..data.embeddings import Batch, EmbeddingDataset
 from ..geo.distance import valid_latlon
-from ..io.checkpoint import Checkpoint, CheckpointError, load_checkpoint, state_dict_problems
+from ..io.checkpoint import Checkpoint, CheckpointError, load_checkpoint, require_finite_weights, state_dict_problems
 from ..io.device import resolve_device
 from ..io.hub import PUBLISHED_MODELS
 from .calibration import Recalibration
 
 __all__ = ["Locator", "PointStrategy", "POINT_STRATEGIES", "load_weights", "read_model_checkpoint",
-           "checkpoint_kind", "build_checkpoint_model"]
+           "checkpoint_kind", "build_checkpoint_model", "Seed", "row_seeds"]
+
+#: A seed: one int for a batch, ``None`` for fresh randomness, or one int per row.
+Seed = Union[int, None, Sequence[int]]
+
+
+def row_seeds(seed: int, ids: Sequence[Any]) -> list[int]:
+    """One seed per row from the run's ``seed`` and each row's id: a row's answer then never depends
+    on its batch, its position or which rows were done before a resume."""
+    return [int.from_bytes(hashlib.sha256(f"{seed}:{i}".encode()).digest()[:4], "little") for i in ids]
 
 PointStrategy = Literal["geoscore", "mode", "grid", "single"]
 POINT_STRATEGIES = ("geoscore", "mode", "grid", "single")
@@ -93,9 +103,22 @@ class Locator:
         if units not in ("sr", "km2"):
             raise ValueError(f"units must be 'sr' or 'km2', got {units!r}")
 
-    def _generator(self, seed: int | None) -> torch.Generator | None:
-        """A generator on the model's device seeded with ``seed`` (``None``: fresh randomness)."""
+    def _generator(self, seed: "Seed") -> torch.Generator | None:
+        """A generator on the model's device seeded with ``seed`` (``None``: fresh randomness; per-row
+        seeds: the first row's, for what is not drawn per row)."""
+        if seed is not None and not isinstance(seed, int):
+            seed = int(seed[0]) if len(seed) else 0
         return torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+
+    def _per_row(self, seed: "Seed", rows: int, draw: Callable[[slice, torch.Generator | None], Tensor]) -> Tensor:
+        """``draw(slice(0, rows), generator)`` with one generator for all rows, or, for per-row seeds
+        (a sequence of ``rows`` ints), ``draw(slice(i, i + 1), generator_i)`` per row concatenated:
+        each row's draw then depends on its own seed only, never on the other rows of its batch."""
+        if seed is None or isinstance(seed, int):
+            return draw(slice(0, rows), self._generator(seed))
+        if len(seed) != rows:
+            raise ValueError(f"got {len(seed)} seeds for {rows} rows")
+        return torch.cat([draw(slice(i, i + 1), self._generator(int(s))) for i, s in enumerate(seed)])
 
     def _embeddings(self, embeddings: Tensor | np.ndarray) -> Tensor:
         emb = torch.as_tensor(np.asarray(embeddings) if not isinstance(embeddings, Tensor) else embeddings)
@@ -141,10 +164,12 @@ class Locator:
 
     def predict_batches(self, dataset: EmbeddingDataset, *, batch_size: int = 256, progress: bool = False,
                         metadata: bool = False, **predict_kwargs) -> Iterator[tuple[Batch, Tensor]]:
-        """Stream ``(batch, predictions (B, 2))`` over a dataset; seeds differ per batch, reproducibly."""
+        """Stream ``(batch, predictions (B, 2))`` over a dataset. Each row is seeded from ``seed`` and
+        its id (:func:`row_seeds`), so its prediction does not depend on the batch size or its
+        neighbours; ``seed=None`` draws fresh randomness."""
         seed = predict_kwargs.pop("seed", 0)
-        for i, batch in enumerate(dataset.iter_batches(batch_size, metadata=metadata, progress=progress)):
-            s = None if seed is None else seed + i
+        for batch in dataset.iter_batches(batch_size, metadata=metadata, progress=progress):
+            s = None if seed is None else row_seeds(seed, batch.ids)
             yield batch, self.predict(batch.embedding, seed=s, **predict_kwargs)
 
 
@@ -154,6 +179,7 @@ def load_weights(ckpt: Checkpoint, network: torch.nn.Module) -> None:
     problems = state_dict_problems(network.state_dict(), weights)
     if problems:
         raise CheckpointError(f"{ckpt.path}: weights do not match the model config ({'; '.join(problems)})")
+    require_finite_weights(ckpt.path, weights)
     network.load_state_dict(weights)
 
 

@@ -90,7 +90,9 @@ def iter_answers(encoder: Encoder, answer: Callable[..., list[Answer]], inputs: 
         part = inputs[start:start + batch_size]
         kept, emb, skipped = embed_records(part, encoder, batch_size=batch_size, workers=workers,
                                            errors="raise" if on_unreadable == "raise" else "skip")
-        found = iter(answer(torch.from_numpy(emb), config=config, seed=seed + start) if len(kept) else [])
+        # Photo i is seeded with seed + i: its answer is the same alone, in any batch, or after others.
+        seeds = [seed + start + int(j) for j in kept]
+        found = iter(answer(torch.from_numpy(emb), config=config, seed=seeds) if len(kept) else [])
         reasons = iter(skipped)
         kept_set = set(kept.tolist())
         for j, item in enumerate(part):

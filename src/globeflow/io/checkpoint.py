@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from .files import atomic_write
 
 __all__ = ["CHECKPOINT_NAME", "FORMAT_VERSION", "CheckpointError", "Checkpoint", "save_checkpoint",
            "load_checkpoint", "resolve_checkpoint", "optimizer_to_tensors", "optimizer_from_tensors",
-           "state_dict_problems"]
+           "state_dict_problems", "non_finite", "require_finite_weights"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 FORMAT_VERSION = "1"
@@ -62,8 +63,20 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor], *, mode
         "extra": json.dumps(extra or {}),
     }
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=meta))
+    atomic_write(path, lambda tmp: _save_file(flat, tmp, meta))
     return path
+
+
+def _save_file(tensors: dict[str, Tensor], tmp: str, meta: dict[str, str]) -> None:
+    """``safetensors`` ``save_file``, its I/O failures raised as the ``OSError`` they are (it wraps a
+    full disk as ``SafetensorError: ... I/O error: ... (os error 28)``), so callers see one kind."""
+    try:
+        save_file(tensors, tmp, metadata=meta)
+    except SafetensorError as e:
+        code = re.search(r"os error (\d+)", str(e))
+        if code:
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1)))) from e
+        raise
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -116,6 +129,21 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
         idx, name = key.split(".", 1)
         state.setdefault(int(idx), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def non_finite(tensors: dict[str, Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity (in key order)."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def require_finite_weights(path: str | os.PathLike, tensors: dict[str, Tensor]) -> None:
+    """Refuse weights with non-finite values, naming the file and the first tensors: such a model
+    answers (90, 0) for every photo and a density of NaN, never an error of its own."""
+    bad = non_finite(tensors)
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(f"{path}: the weights hold NaN or infinite values ({', '.join(bad[:3])}{more}): "
+                              "the run diverged; train again with a lower --lr")
 
 
 def state_dict_problems(expected: dict[str, Tensor], given: dict[str, Tensor]) -> list[str]:

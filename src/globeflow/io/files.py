@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "file_sha256"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "file_sha256", "refuse_overwrite",
+           "remove_stale_temps"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
@@ -28,11 +30,39 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        mode = os.stat(tmp).st_mode & 0o777  # 0o666 less the umask
         write(str(tmp))
+        # A writer that recreates the file (safetensors writes with 0o600) must not change its mode.
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is None and e.strerror:  # a failed write() names no file: name the target
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+#: The names globeflow gives its temporary files: :func:`atomic_write`'s (12 hex digits) and the
+#: embedding writer's (a uuid4's 32).
+_TEMP_NAME = re.compile(r"^\..+\.([0-9a-f]{12}|[0-9a-f]{32})\.tmp$")
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
+    """Remove the temporary files of :func:`atomic_write` left in ``folder`` by a killed process (a
+    ``kill -9`` mid-save leaves a checkpoint-sized one); returns their names. Call it only while
+    holding the folder's lock: another live writer's temp file would look the same."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.iterdir():
+        if _TEMP_NAME.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -51,3 +81,29 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def refuse_overwrite(out: str | os.PathLike | None, *, data: Iterable[str | os.PathLike | None] = (),
+                     models: Iterable[str | os.PathLike | None] = ()) -> None:
+    """Refuse an output path that would destroy or pollute an input, before anything is written.
+
+    An output may not *be* any input (``predict data.parquet --out data.parquet`` replaced the data
+    with its predictions), nor lie *inside* a data input that is a folder (a predictions file or a map
+    folder written into a dataset folder becomes part of that dataset on the next read). Model inputs
+    (run folders, checkpoints) may hold outputs, as reports beside the weights do, but not be one.
+    Inputs that are not local paths (a published model's name) are ignored.
+    """
+    if out is None:
+        return
+    target = Path(out).expanduser().resolve()
+    for kind, paths in (("data", data), ("model", models)):
+        for given in paths:
+            if given is None or not Path(given).expanduser().exists():
+                continue
+            source = Path(given).expanduser().resolve()
+            if target == source:
+                raise ValueError(f"--out {out} is the {kind} input {given}: it would be overwritten; "
+                                 "write the output elsewhere")
+            if kind == "data" and source.is_dir() and target.is_relative_to(source):
+                raise ValueError(f"--out {out} is inside the data folder {given}: the output would become part "
+                                 "of that dataset; write it outside the folder")

@@ -18,14 +18,17 @@ image encoder each one goes with is what the published package's pipeline hard-c
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError
 from .extras import require
-from .hub_layout import CARD_NAME, CONFIG_NAME, GLOBEFLOW_NAME, WEIGHTS_NAME, is_model_folder, read_globeflow_meta
+from .hub_layout import (CARD_NAME, CONFIG_NAME, GLOBEFLOW_NAME, WEIGHTS_NAME, folder_problem, is_model_folder,
+                         read_globeflow_meta)
 
 __all__ = ["PublishedModel", "PUBLISHED_MODELS", "HubSource", "is_hub_spec", "resolve_spec", "download",
            "published_table", "HUB_PREFIX", "hub_options", "hub_failure"]
@@ -69,6 +72,9 @@ class PublishedModel:
     #: globeflow's name of the image encoder whose embeddings the model takes (see globeflow.data.encoders).
     encoder: str
     dataset: str
+    #: Dimension of the encoder's embeddings, which the network's ``cond_dim`` must equal (both
+    #: published encoders, StreetCLIP and DINOv2 ViT-L/14, give 1024).
+    embedding_dim: int = 1024
 
     @property
     def repo_name(self) -> str:
@@ -101,6 +107,8 @@ class HubSource:
     encoder: str | None
     #: Where it came from, for reports: spec, repo_id, revision / commit, alias.
     origin: dict[str, Any] = field(default_factory=dict)
+    #: The embedding dimension its encoder gives, when known (a published model's).
+    embedding_dim: int | None = None
 
 
 def is_hub_spec(spec: str | os.PathLike) -> bool:
@@ -110,9 +118,19 @@ def is_hub_spec(spec: str | os.PathLike) -> bool:
     if s in PUBLISHED_MODELS or s.startswith(HUB_PREFIX):
         return True
     alias, colon, rest = s.partition(":")
-    if colon and alias in PUBLISHED_MODELS and rest:
+    if colon and rest and (alias in PUBLISHED_MODELS or _looks_like_alias(s)):
         return True
-    return is_model_folder(s) and not (Path(s) / CHECKPOINT_NAME).exists()
+    return is_model_folder(Path(s).expanduser()) and not (Path(s).expanduser() / CHECKPOINT_NAME).exists()
+
+
+#: What a published model's short name looks like (so that ``plonk-osv:DIR``, a typo, is answered
+#: as a misspelt name, not as a missing run folder called ``plonk-osv:DIR``).
+_ALIAS = re.compile(r"^[a-z][a-z0-9-]+$")
+
+
+def _looks_like_alias(spec: str) -> bool:
+    alias, colon, rest = spec.partition(":")
+    return bool(colon and rest and _ALIAS.match(alias)) and not Path(spec).exists()
 
 
 def _known_names() -> str:
@@ -128,11 +146,15 @@ def resolve_spec(spec: str | os.PathLike) -> HubSource:
         return _describe(folder, m, {"spec": s, "alias": m.alias, "repo_id": m.repo_id, **_commit(folder)})
     alias, colon, rest = s.partition(":")
     if colon and alias in PUBLISHED_MODELS and rest:
-        folder = Path(rest)
-        if not is_model_folder(folder):
-            raise CheckpointError(f"{rest}: not a model folder with {CONFIG_NAME} and {WEIGHTS_NAME} (for "
-                                  f"{alias}: a copy of {PUBLISHED_MODELS[alias].repo_id})")
         m = PUBLISHED_MODELS[alias]
+        folder = Path(rest).expanduser()
+        problem = folder_problem(folder)
+        if problem:
+            raise CheckpointError(f"{rest}: {problem} (for {alias}: a copy of {m.repo_id})")
+        other = _registry_match(folder)
+        if other is not None and other.alias != alias:
+            raise CheckpointError(f"{rest}: its name says it is a copy of {other.repo_id} (a {other.kind} model), "
+                                  f"not of {m.repo_id} ({m.kind}): pass --model {other.alias}:{rest}")
         return _describe(folder, m, {"spec": s, "alias": alias, "repo_id": m.repo_id})
     if s.startswith(HUB_PREFIX):
         repo_id, _, revision = s[len(HUB_PREFIX):].partition("@")
@@ -141,9 +163,15 @@ def resolve_spec(spec: str | os.PathLike) -> HubSource:
         folder = download(repo_id, revision or None, hint="--model DIR (a local copy of the repository)")
         return _describe(folder, _registry_match(folder, repo_id),
                          {"spec": s, "repo_id": repo_id, "revision": revision or "main", **_commit(folder)})
-    folder = Path(s)
-    if not is_model_folder(folder):
-        raise CheckpointError(f"{s}: not a hub-layout model folder ({CONFIG_NAME} + {WEIGHTS_NAME})")
+    if colon and rest and alias not in PUBLISHED_MODELS and _looks_like_alias(s):
+        close = difflib.get_close_matches(alias, PUBLISHED_MODELS, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise CheckpointError(f"{alias}: not a published model name{hint}; NAME:DIR loads a local copy of one "
+                              f"of {_known_names()}")
+    folder = Path(s).expanduser()
+    problem = folder_problem(folder)
+    if problem:
+        raise CheckpointError(f"{s}: {problem}")
     return _describe(folder, _registry_match(folder), {"spec": s})
 
 
@@ -171,7 +199,7 @@ def _describe(folder: Path, published: PublishedModel | None, origin: dict[str, 
             f"{folder}: a hub-layout folder without {GLOBEFLOW_NAME}, so its model type (rfm, fm, diffusion) "
             f"and image encoder are unknown; name the published model it is a copy of, e.g. "
             f"--model plonk-osv5m:{folder} (published names: {_known_names()})")
-    return HubSource(folder, None, published.kind, published.encoder, origin)
+    return HubSource(folder, None, published.kind, published.encoder, origin, published.embedding_dim)
 
 
 def _commit(folder: Path) -> dict[str, str]:

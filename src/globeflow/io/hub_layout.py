@@ -27,7 +27,7 @@ from .checkpoint import CheckpointError
 from .files import atomic_write, atomic_write_text
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "GLOBEFLOW_NAME", "CARD_NAME", "PUBLISHED_CONFIG_KEYS", "FREQS_KEY",
-           "is_model_folder", "read_sizes", "read_globeflow_meta", "read_weights", "write_model_folder"]
+           "is_model_folder", "folder_problem", "read_sizes", "read_globeflow_meta", "read_weights", "write_model_folder"]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -43,6 +43,23 @@ def is_model_folder(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder in the hub layout (holds ``config.json`` and ``model.safetensors``)."""
     p = Path(path)
     return p.is_dir() and (p / CONFIG_NAME).is_file() and (p / WEIGHTS_NAME).is_file()
+
+
+def folder_problem(path: str | os.PathLike) -> str | None:
+    """What keeps ``path`` from being a hub-layout model folder, in words (None when it is one): each
+    case its own message, with what to do about it."""
+    p = Path(path)
+    if not p.exists():
+        return "no such folder"
+    if not p.is_dir():
+        return "not a folder (a hub-layout model is a folder holding config.json and model.safetensors)"
+    if not (p / WEIGHTS_NAME).is_file() and (p / "pytorch_model.bin").is_file():
+        return ("holds pytorch_model.bin but no model.safetensors: a pickle, which globeflow never loads (unpickling "
+                "can run code); download the repository's model.safetensors, or convert the file to safetensors")
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (p / n).is_file()]
+    if missing:
+        return f"no {' and no '.join(missing)} (a hub-layout model folder holds {CONFIG_NAME} and {WEIGHTS_NAME})"
+    return None
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

@@ -34,6 +34,6 @@ def write_table(columns: dict[str, Any], out: Path) -> None:
     """
     table = pa.table({k: (pa.array([str(i) for i in v]) if k == "id" else pa.array(v)) for k, v in columns.items()})
     if out.suffix == ".parquet":
-        atomic_write(out, lambda tmp: pq.write_table(table, tmp))
+        atomic_write(out, lambda tmp: pq.write_table(table, tmp, write_page_checksum=True))
     else:
         atomic_write(out, lambda tmp: pacsv.write_csv(table, tmp))

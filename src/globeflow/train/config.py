@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..checks import require_finite
+
 __all__ = ["TrainConfig", "TrainingError"]
 
 
@@ -36,11 +38,19 @@ class TrainConfig:
     skip_invalid: bool = field(default=False, metadata={"help": "skip and count invalid rows instead of failing"})
 
     def __post_init__(self) -> None:
+        require_finite(self)
         positive = ("steps", "batch_size", "log_every", "val_every", "ckpt_every", "val_rows", "max_bad_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"train {name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"train lr must be positive, got {self.lr}")
+        for name in ("lr", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"train {name} must be positive, got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise ValueError(f"train weight_decay must be >= 0, got {self.weight_decay}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"train warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"train min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")

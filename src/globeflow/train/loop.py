@@ -8,6 +8,7 @@ uninterrupted run and ends with the same weights.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -30,11 +31,13 @@ from ..flow.network import NetworkConfig
 from ..io.checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
+    non_finite,
     optimizer_from_tensors,
     optimizer_to_tensors,
     save_checkpoint,
 )
 from ..io.device import resolve_device
+from ..io.lock import FolderLock
 from ..io.files import atomic_write_text
 from .config import TrainConfig, TrainingError
 from .optim import build_optimizer, warmup_cosine
@@ -128,7 +131,8 @@ def _local_device(device: str | None) -> torch.device:
 
 def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
           model_config: registry.AnyConfig | None = None, network: dict[str, Any] | None = None,
-          kind: str = "rfm", cond_drop: float = 0.1, emb_dropout: float = 0.0, head: dict[str, Any] | None = None,
+          kind: str | None = None, cond_drop: float | None = None, emb_dropout: float | None = None,
+          head: dict[str, Any] | None = None,
           config: TrainConfig = TrainConfig(), val_data: str | os.PathLike | None = None,
           resume: bool = False, device: str | None = None, progress: bool = True,
           on_step: Callable[[int, float], None] | None = None) -> TrainResult:
@@ -141,9 +145,60 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
             from the data), with ``cond_drop`` / ``emb_dropout`` for the flow kinds (rfm, fm,
             diffusion) and ``head`` (components, nside, label_tau_km) for the baseline kinds (vmf,
             vmf-mixture, geocell, regression).
-        resume: continue from ``run_dir/checkpoint.safetensors`` (model, EMA, optimizer, step).
+        kind, cond_drop, emb_dropout: ``None`` takes the default of a new run (rfm, 0.1, 0) or the run's own.
+        resume: continue from ``run_dir/checkpoint.safetensors`` (model, EMA, optimizer, step). The run's
+            own settings continue; given ones must agree with them, except those of
+            :data:`CHANGEABLE_ON_RESUME` (``steps`` only upwards), and the data must be the run's.
         on_step: called as ``on_step(step, loss)`` after every step (tests use it to interrupt).
+    Raises:
+        FolderBusyError: another process is training into ``run_dir``.
     """
+    # One writer per run folder (the process that writes checkpoints; DDP's other ranks only read).
+    lock = FolderLock(run_dir, "train") if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+    with lock:
+        return _train(train_data, run_dir, model_config=model_config, network=network, kind=kind,
+                      cond_drop=cond_drop, emb_dropout=emb_dropout, head=head, config=config, val_data=val_data,
+                      resume=resume, device=device, progress=progress, on_step=on_step)
+
+
+#: Training settings a resumed run may change: how long it goes on and how often it reports.
+CHANGEABLE_ON_RESUME = ("steps", "log_every", "val_every", "ckpt_every", "val_rows", "max_bad_steps", "skip_invalid")
+
+
+def _resume_config(path: Path, saved: TrainConfig, given: TrainConfig, step: int, saved_model: Any,
+                   model_config: Any, network: dict[str, Any] | None, kind: str | None, head: dict[str, Any] | None,
+                   cond_drop: float | None, emb_dropout: float | None, saved_data: dict[str, Any],
+                   data: dict[str, Any], train_data: Any) -> TrainConfig:
+    """The settings a resumed run continues with, or a :class:`TrainingError` listing every given
+    setting that contradicts the run (a resume used to ignore them silently)."""
+    conflicts = [f"{f.name} {getattr(given, f.name)!r} (the run's: {getattr(saved, f.name)!r})"
+                 for f in dataclasses.fields(TrainConfig)
+                 if f.name not in CHANGEABLE_ON_RESUME and getattr(given, f.name) != getattr(saved, f.name)]
+    if kind is not None and kind != saved_model.kind:
+        conflicts.append(f"model {kind!r} (the run's: {saved_model.kind!r})")
+    for name, value in (network or {}).items():
+        if getattr(saved_model.network, name) != value:
+            conflicts.append(f"{name} {value!r} (the run's: {getattr(saved_model.network, name)!r})")
+    model_fields = {**(head or {}), "cond_drop": cond_drop, "emb_dropout": emb_dropout}
+    for name, value in model_fields.items():
+        if value is not None and hasattr(saved_model, name) and getattr(saved_model, name) != value:
+            conflicts.append(f"{name} {value!r} (the run's: {getattr(saved_model, name)!r})")
+    if model_config is not None and model_config != saved_model:
+        conflicts.append("model_config (differs from the run's)")
+    if conflicts:
+        raise TrainingError(f"{path}: --resume continues the run with its own settings, but these were given "
+                            f"differently: {'; '.join(conflicts)}; drop them, or train a new run with another --out")
+    if saved_data.get("fingerprint") and saved_data["fingerprint"] != data["fingerprint"]:
+        raise TrainingError(f"{train_data}: not the data this run was trained on ({saved_data.get('num_rows')} rows, "
+                            f"fingerprint {saved_data['fingerprint'][:12]}; this has {data['num_rows']} rows, "
+                            f"{data['fingerprint'][:12]}); resume with the run's data")
+    if given.steps <= step:
+        raise TrainingError(f"{path}: the run is already at step {step}; pass --steps above {step} to train further")
+    return dataclasses.replace(saved, **{name: getattr(given, name) for name in CHANGEABLE_ON_RESUME})
+
+
+def _train(train_data, run_dir, *, model_config, network, kind, cond_drop, emb_dropout, head, config, val_data,
+           resume, device, progress, on_step) -> TrainResult:
 
     dev = _local_device(device)
     ddp = _Dist(dev)
@@ -161,16 +216,18 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
     start, state = 0, None
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
-        model_config = registry.config_from_dict(state.meta["model_config"])
-        saved = state.meta["train_config"]
-        config = dataclasses.replace(TrainConfig(**saved), steps=config.steps)
+        saved_model = registry.config_from_dict(state.meta["model_config"])
         start = int(state.meta["step"])
+        config = _resume_config(ckpt_path, TrainConfig(**state.meta["train_config"]), config, start,
+                                saved_model, model_config, network, kind, head, cond_drop, emb_dropout,
+                                (state.meta.get("extra") or {}).get("data") or {}, info.to_dict(), train_data)
+        model_config = saved_model
     elif ckpt_path.exists() and not resume:
         raise TrainingError(f"{run_dir} already holds a checkpoint; pass --resume to continue it or choose another --out")
     if model_config is None:
         net = NetworkConfig(cond_dim=info.dim, **(network or {}))
-        model_config = registry.make_config(kind, net, {"cond_drop": cond_drop, "emb_dropout": emb_dropout,
-                                                        **(head or {})})
+        model_config = registry.make_config(kind or "rfm", net, {"cond_drop": 0.1 if cond_drop is None else cond_drop,
+                                                                 "emb_dropout": emb_dropout or 0.0, **(head or {})})
     if model_config.network.cond_dim != info.dim:
         raise TrainingError(f"{train_data}: embeddings have dimension {info.dim} but the model expects "
                             f"{model_config.network.cond_dim}")
@@ -198,8 +255,15 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
         if not ddp.main:
             return
         opt_tensors, groups = optimizer_to_tensors(optimizer)
-        tensors = {**{f"model.{k}": v for k, v in model.network.state_dict().items()},
-                   **{f"ema.{k}": v for k, v in ema.network.state_dict().items()}, **opt_tensors}
+        weights = {**{f"model.{k}": v for k, v in model.network.state_dict().items()},
+                   **{f"ema.{k}": v for k, v in ema.network.state_dict().items()}}
+        bad_tensors = non_finite(weights)
+        if bad_tensors:
+            # Never write a model that answers NaN: the last good checkpoint stays as it is.
+            kept = f"; {ckpt_path} (the last good checkpoint) is kept" if ckpt_path.exists() else ""
+            raise TrainingError(f"the weights became NaN or infinite by step {step} ({', '.join(bad_tensors[:3])})"
+                                f"{kept}; lower --lr or --grad-clip")
+        tensors = {**weights, **opt_tensors}
         save_checkpoint(ckpt_path, tensors, model_config=model_config.to_dict(),
                         train_config=dataclasses.asdict(config), step=step, optim_groups=groups,
                         extra={"data": info.to_dict(), "encoder": encoder})
@@ -224,19 +288,21 @@ def train(train_data: str | os.PathLike, run_dir: str | os.PathLike, *,
             loss.backward()
             # Gradients are all-reduced, so every rank sees the same norm and takes the same branch.
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip).item()
+            done = step + 1
+            bar.update(1)
             if not math.isfinite(grad_norm):
                 bad, skipped = bad + 1, skipped + 1
                 if bad >= config.max_bad_steps:
                     raise TrainingError(f"{bad} consecutive steps with non-finite loss or gradients at step "
                                         f"{step}; lower --lr or check the data")
-                continue
-            bad = 0
-            optimizer.step()
-            _ema_update(ema, model, _ema_decay(config, step))
-            loss_value = loss.item()
-            done = step + 1
-            bar.update(1)
-            if done % config.log_every == 0 or done == config.steps:
+            else:
+                bad = 0
+                optimizer.step()
+                _ema_update(ema, model, _ema_decay(config, step))
+                loss_value = loss.item()
+            # A skipped step is still a step: validation and checkpoints keep their schedule, so a
+            # run whose last step was skipped still saves its final checkpoint.
+            if math.isfinite(grad_norm) and (done % config.log_every == 0 or done == config.steps):
                 mean_loss = ddp.mean(loss_value, dev)
                 bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
                 if log:

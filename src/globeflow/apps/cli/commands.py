@@ -26,9 +26,11 @@ from ...inference.calibration import CalibrationError
 from ...inference.density import MapConfig
 from ...inference.geolocator import PHOTO_ANSWERS
 from ...inference.settings import LogProbConfig, PointConfig
-from ...io.checkpoint import CheckpointError
+from ...io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from ...io.device import resolve_device
 from ...io.extras import MissingExtraError, require
+from ...io.files import refuse_overwrite
+from ...io.lock import FolderBusyError
 from ...io.hub import published_table
 from ...train import TrainConfig, TrainingError, train
 from ..calibrate import calibrate_to_dir
@@ -40,13 +42,15 @@ from ..photos import predict_photos_to_file
 from ..predict import log_prob_to_file, predict_to_file
 from ..server.predictor import ServeConfig
 from .options import config_from
-from .parser import build_parser
+from .parser import build_parser, explicit_options
 
 __all__ = ["main", "COMMANDS"]
 
 #: Errors a user can fix: one ``globeflow: error:`` line, exit status 2.
-USER_ERRORS = (DatasetError, CheckpointError, CalibrationError, TrainingError, ValueError, FileNotFoundError, IsADirectoryError,
-               MissingExtraError, EncoderUnavailableError)
+#: ``OSError`` covers what the machine refuses (a full disk, a read-only folder, a missing or
+#: unreadable file): the user's to fix, so one line too, naming the file where the OS does.
+USER_ERRORS = (DatasetError, CheckpointError, CalibrationError, TrainingError, ValueError, OSError,
+               MissingExtraError, EncoderUnavailableError, FolderBusyError)
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
@@ -54,8 +58,21 @@ def _cmd_train(a: argparse.Namespace) -> int:
     # Every kind's settings are options; the registry keeps those of the chosen kind.
     settings = {name: getattr(a, name) for kind in registry.KINDS.values() for name in kind.settings
                 if hasattr(a, name)}
-    result = train(a.data, a.out, kind=a.model, network=network, head=settings, config=config_from(a, TrainConfig),
-                   val_data=a.val, resume=a.resume, device=a.device, progress=not a.no_progress)
+    refuse_overwrite(a.out, data=[a.data, a.val])
+    config, kind = config_from(a, TrainConfig), a.model
+    checkpoint = Path(a.out) / CHECKPOINT_NAME
+    if a.resume and checkpoint.exists():
+        # Continue with the run's own settings; only the options given on this command line are
+        # compared with them (train refuses those that contradict the run).
+        given = explicit_options(a.argv)
+        saved = TrainConfig(**load_checkpoint(checkpoint, prefixes=()).meta["train_config"])
+        config = dataclasses.replace(saved, **{f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)
+                                               if f.name in given})
+        network = {k: v for k, v in network.items() if k in given}
+        settings = {k: v for k, v in settings.items() if k in given}
+        kind = a.model if "model" in given else None
+    result = train(a.data, a.out, kind=kind, network=network, head=settings, config=config, val_data=a.val,
+                   resume=a.resume, device=a.device, progress=not a.no_progress)
     if os.environ.get("RANK", "0") != "0":
         return 0  # one summary per run, from the process that wrote the checkpoint
     print(json.dumps({"run_dir": str(result.run_dir), "step": result.step, "final_loss": result.final_loss,
@@ -86,6 +103,8 @@ def _is_embedding_dataset(paths: list[str]) -> bool:
 
 def _cmd_predict(a: argparse.Namespace) -> int:
     _split_model(a, max_data=None)
+    for out in (a.out, getattr(a, "maps", None)):
+        refuse_overwrite(out, data=[*a.data, getattr(a, "labels", None)], models=[a.run])
     if not _is_embedding_dataset(a.data):
         return _predict_photos(a)
     summary = predict_to_file(a.run, a.data[0], a.out, batch_size=a.batch_size, device=a.device,
@@ -115,6 +134,7 @@ def _predict_photos(a: argparse.Namespace) -> int:
 
 def _cmd_evaluate(a: argparse.Namespace) -> int:
     _split_model(a)
+    refuse_overwrite(a.out, data=[a.data], models=[a.run])
     report = evaluate_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
                               skip_invalid=a.skip_invalid, nll=not a.no_nll,
                               calibration_samples=a.calibration_samples,
@@ -125,6 +145,7 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
 
 def _cmd_calibrate(a: argparse.Namespace) -> int:
     _split_model(a)
+    refuse_overwrite(a.out, data=[a.data], models=[a.run])
     summary = calibrate_to_dir(a.run, a.data, a.out, calibration_samples=a.calibration_samples,
                                batch_size=a.batch_size, device=a.device, skip_invalid=a.skip_invalid, seed=a.seed,
                                progress=not a.no_progress)
@@ -134,6 +155,7 @@ def _cmd_calibrate(a: argparse.Namespace) -> int:
 
 def _cmd_log_prob(a: argparse.Namespace) -> int:
     _split_model(a)
+    refuse_overwrite(a.out, data=[a.data], models=[a.run])
     summary = log_prob_to_file(a.run, a.data, a.out, batch_size=a.batch_size, device=a.device,
                                skip_invalid=a.skip_invalid, **config_from(a, LogProbConfig).log_prob_kwargs())
     print(json.dumps(summary))
@@ -142,6 +164,7 @@ def _cmd_log_prob(a: argparse.Namespace) -> int:
 
 def _cmd_map(a: argparse.Namespace) -> int:
     _split_model(a)
+    refuse_overwrite(a.out, data=[a.data], models=[a.run])
     config = config_from(a, AnswerConfig, map=config_from(a, MapConfig))
     summary = map_to_dir(a.run, a.data, a.out, config=config, batch_size=a.batch_size, limit=a.limit,
                          device=a.device, skip_invalid=a.skip_invalid, progress=not a.no_progress, seed=a.seed)
@@ -150,6 +173,7 @@ def _cmd_map(a: argparse.Namespace) -> int:
 
 
 def _cmd_embed(a: argparse.Namespace) -> int:
+    refuse_overwrite(a.out, data=[*a.images, a.labels])
     config = config_from(a, EmbedConfig)
     shard = parse_shard(a.shard)
     paths = a.images[0] if len(a.images) == 1 else a.images
@@ -165,17 +189,20 @@ def _cmd_embed(a: argparse.Namespace) -> int:
 
 
 def _cmd_baseline(a: argparse.Namespace) -> int:
+    refuse_overwrite(a.out, data=[a.data, a.train])
     report = baseline_to_file(a.kind, a.data, a.out, train=a.train, k=a.k, seed=a.seed, skip_invalid=a.skip_invalid)
     print(json.dumps({k: v for k, v in report["metrics"].items() if not isinstance(v, dict)}, indent=2))
     return 0
 
 
 def _cmd_compare(a: argparse.Namespace) -> int:
+    refuse_overwrite(a.out, data=a.reports)
     print(compare_reports(a.reports, a.out))
     return 0
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
+    refuse_overwrite(a.out, data=a.report, models=[a.run])
     folder = export_model(a.run, a.out, reports=a.report, name=a.name, any_report=a.any_report)
     print(json.dumps({"out": str(folder), "files": sorted(p.name for p in folder.iterdir() if p.is_file())}))
     return 0
@@ -221,13 +248,23 @@ COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evalu
             "export": _cmd_export, "models": _cmd_models, "serve": _cmd_serve, "demo": _cmd_demo}
 
 
+def _message(e: BaseException) -> str:
+    """One line for an error: an operating-system error as ``file: reason`` (``[Errno 28] No space left
+    on device`` names no file)."""
+    if isinstance(e, OSError) and e.strerror and not (e.args and isinstance(e.args[0], str)):
+        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    return str(e)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; errors a user can fix become one ``globeflow: error: ...`` line and exit code 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as e:
-        print(f"globeflow: error: {e}", file=sys.stderr)
+        print(f"globeflow: error: {_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("globeflow: interrupted", file=sys.stderr)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from typing import Any, Literal, TypeVar, Union
 
-__all__ = ["add_config", "config_from", "add_run_options", "RUN_OPTIONS"]
+__all__ = ["add_config", "config_from", "add_run_options", "RUN_OPTIONS", "finite_float"]
 
 T = TypeVar("T")
 
@@ -32,6 +33,18 @@ def _resolve(annotation: Any) -> tuple[Any, tuple[Any, ...] | None]:
         choices = typing.get_args(annotation)
         return type(choices[0]), choices
     return annotation, None
+
+
+def finite_float(text: str) -> float:
+    """An option's number: ``float`` that refuses ``nan`` and ``inf`` (which ``float`` accepts and no
+    setting means), so the error names the option at parse time."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def _flag(field: dataclasses.Field) -> str:
@@ -72,7 +85,8 @@ def add_config(group: argparse._ActionsContainer, cls: type, *, base: Any = None
                                default=default, help=text)
             continue
         shown = f" (default {default})" if default is not None else ""
-        group.add_argument(_flag(f), dest=f.name, type=kind, choices=choices, default=default,
+        group.add_argument(_flag(f), dest=f.name, type=finite_float if kind is float else kind, choices=choices,
+                           default=default,
                            help=(text + shown) if text else None)
 
 

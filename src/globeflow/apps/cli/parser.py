@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Sequence
 
 from ... import registry
 from ..._version import __version__
@@ -17,9 +18,9 @@ from ...inference.geolocator import PHOTO_ANSWERS
 from ...inference.settings import LogProbConfig, PointConfig
 from ...train.config import TrainConfig
 from ..server.predictor import ServeConfig
-from .options import add_config, add_run_options
+from .options import add_config, add_run_options, finite_float
 
-__all__ = ["build_parser", "MODEL_HELP"]
+__all__ = ["build_parser", "explicit_options", "MODEL_HELP"]
 
 MODEL_HELP = ("the model: a run directory or checkpoint, a hub-layout folder, hf:owner/name, or a published model "
               "name (globeflow models lists them; downloaded once into the Hugging Face cache)")
@@ -162,7 +163,7 @@ def _serve(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000)
     add_run_options(sv, "encoder", "encoder_path")
-    sv.add_argument("--max-upload-mb", type=float, default=ServeConfig().max_upload_bytes / 2**20,
+    sv.add_argument("--max-upload-mb", type=finite_float, default=ServeConfig().max_upload_bytes / 2**20,
                     help="largest accepted photo in MB (default %(default)g)")
     add_config(sv, ServeConfig)
     add_config(sv, AnswerConfig, base=ServeConfig().answers, only=("num_samples",),
@@ -190,3 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_train, _predict, _evaluate, _calibrate, _map, _log_prob, _embed, _baseline, _small, _serve, _demo):
         add(sub)
     return parser
+
+
+def explicit_options(argv: Sequence[str]) -> set[str]:
+    """The destinations of the options given on ``argv`` (not those left at their defaults): what a
+    ``train --resume`` may compare with the run it continues. argparse has no public way to ask, so
+    the parser is rebuilt with every default suppressed and parsed again."""
+    parser = build_parser()
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+            elif action.dest not in ("help", "version"):
+                action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(list(argv)))) - {"command"}

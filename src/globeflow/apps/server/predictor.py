@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ...checks import require_finite
 from ...data.encoders import Encoder
 from ...data.images.records import decode_image
 from ...inference.answers import AnswerConfig
@@ -54,6 +55,7 @@ class ServeConfig:
         map=MapConfig(nside=16, start_nside=4, max_cells=48, exact_top=48)))
 
     def __post_init__(self) -> None:
+        require_finite(self)
         for name in ("max_upload_bytes", "max_pixels", "max_pending", "grid_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

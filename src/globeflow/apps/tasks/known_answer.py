@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ...checks import require_finite
 from ... import geo
 from ...geo import healpix
 from .bayes import GEOSCORE_MAX, bayes_point, geoscore_from_angle
@@ -47,6 +48,7 @@ class Component:
     weight: float
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if not -90.0 <= self.lat <= 90.0:
             raise ValueError(f"component lat must be in [-90, 90], got {self.lat}")
         if not -180.0 <= self.lon <= 180.0:
@@ -81,6 +83,7 @@ class KnownAnswerTask:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if len(self.classes) == 0:
             raise ValueError("a task needs at least one class")
         for c, comps in enumerate(self.classes):

@@ -48,15 +48,21 @@ class EmbeddingDataset:
 
     Construction reads only the Parquet footers: it checks that every file is Parquet and has the
     required columns. Rows are validated while they are read.
+
+    ``labels=False`` reads a dataset whose rows may have no location (``embed --unlabelled`` writes
+    NaN lat/lon): such rows are valid, with NaN in ``Batch.latlon``; what needs the truth (train,
+    evaluate, log-prob) reads with labels, what only needs embeddings (predict, map) without.
     """
 
     def __init__(
-        self, path: PathLike, *, skip_invalid: bool = False, expected_dim: int | None = None
+        self, path: PathLike, *, skip_invalid: bool = False, expected_dim: int | None = None,
+        labels: bool = True,
     ) -> None:
         if expected_dim is not None:
             _require_int("expected_dim", expected_dim, 1)
         self.path = Path(path)
         self.skip_invalid = bool(skip_invalid)
+        self.labels = bool(labels)
         self.expected_dim = expected_dim
         self._meta = tuple(_open_file(p, self.path) for p in _discover(self.path))
         self.files: tuple[Path, ...] = tuple(m.path for m in self._meta)
@@ -95,7 +101,7 @@ class EmbeddingDataset:
         self, meta: _FileMeta, row_group: int, columns: Sequence[str]
     ) -> Iterator[pa.RecordBatch]:
         try:
-            with pq.ParquetFile(meta.path, metadata=meta.metadata) as parquet:
+            with pq.ParquetFile(meta.path, metadata=meta.metadata, page_checksum_verification=True) as parquet:
                 yield from parquet.iter_batches(
                     batch_size=self._read_rows(), row_groups=[row_group], columns=list(columns)
                 )
@@ -117,13 +123,13 @@ class EmbeddingDataset:
             return
         if not self.skip_invalid:
             index = int(bad[0])
-            reason = _row_reason(batch, index, self._dim)
+            reason = _row_reason(batch, index, self._dim, self.labels)
             raise InvalidRowError(meta.path, first_row + index, reason)
         if report is None:
             return
         report.count += int(bad.size)
         for index in bad[: max(0, MAX_SKIPPED_EXAMPLES - len(report.examples))]:
-            reason = _row_reason(batch, int(index), self._dim)
+            reason = _row_reason(batch, int(index), self._dim, self.labels)
             report.examples.append(_row_message(meta.path, first_row + int(index), reason))
 
     def _read_fragment(
@@ -140,7 +146,7 @@ class EmbeddingDataset:
         for batch in self._record_batches(meta, row_group, columns):
             if self._dim is None:
                 self._dim = _find_dim(batch)
-            checked = _check_batch(batch, self._dim)
+            checked = _check_batch(batch, self._dim, self.labels)
             self._handle_invalid(meta, batch, checked, first_row, report)
             yield batch, checked, first_row
             first_row += batch.num_rows

@@ -72,15 +72,24 @@ def _find_dim(batch: pa.RecordBatch) -> int | None:
     return _first_valid_length(embedding, candidates)
 
 
-def _check_batch(batch: pa.RecordBatch, dim: int | None) -> _Checked:
-    """Vectorised validation; ``dim=None`` (no valid row seen yet) marks every row invalid."""
+def _unlabelled(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: rows with no location at all (both coordinates null or NaN), which a dataset
+    read without labels accepts; one missing coordinate, an infinity or a value out of range is a
+    broken label, never an absent one."""
+    return np.isnan(lat) & np.isnan(lon)
+
+
+def _check_batch(batch: pa.RecordBatch, dim: int | None, labels: bool = True) -> _Checked:
+    """Vectorised validation; ``dim=None`` (no valid row seen yet) marks every row invalid. With
+    ``labels=False`` a row without a location is valid (its ``latlon`` is NaN)."""
     n = batch.num_rows
     if dim is None:
         empty = np.zeros(0, dtype=np.int64)
         return _Checked(np.zeros(n, bool), empty, np.zeros((0, 0), np.float32), np.zeros((0, 2)))
     lat, lon = _as_float64(batch.column(LAT)), _as_float64(batch.column(LON))
     embedding = batch.column(EMBEDDING)
-    rows = np.flatnonzero(_coords_ok(lat, lon) & (_list_lengths(embedding) == dim))
+    located = _coords_ok(lat, lon) if labels else _coords_ok(lat, lon) | _unlabelled(lat, lon)
+    rows = np.flatnonzero(located & (_list_lengths(embedding) == dim))
     matrix = _rows_matrix(embedding, rows, dim)
     finite = np.isfinite(matrix).all(axis=1)
     if not finite.all():
@@ -122,11 +131,12 @@ def _embedding_reason(scalar: pa.Scalar, dim: int | None) -> str | None:
     return None
 
 
-def _row_reason(batch: pa.RecordBatch, index: int, dim: int | None) -> str:
+def _row_reason(batch: pa.RecordBatch, index: int, dim: int | None, labels: bool = True) -> str:
     """Why row ``index`` of ``batch`` is invalid (slow path, only for the few reported rows)."""
+    lat, lon = batch.column(LAT)[index].as_py(), batch.column(LON)[index].as_py()
+    absent = not labels and all(v is None or math.isnan(float(v)) for v in (lat, lon))
     reason = (
-        _coord_reason(LAT, batch.column(LAT)[index].as_py(), 90.0)
-        or _coord_reason(LON, batch.column(LON)[index].as_py(), 180.0)
+        (None if absent else _coord_reason(LAT, lat, 90.0) or _coord_reason(LON, lon, 180.0))
         or _embedding_reason(batch.column(EMBEDDING)[index], dim)
     )
     # Only reachable when no valid row exists anywhere, i.e. dim could not be determined.

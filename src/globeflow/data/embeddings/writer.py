@@ -91,7 +91,7 @@ def write_embeddings(
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(temporary, "wb") as fh:
-            pq.write_table(table, fh, row_group_size=row_group_size)
+            pq.write_table(table, fh, row_group_size=row_group_size, write_page_checksum=True)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(temporary, target)

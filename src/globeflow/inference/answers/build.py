@@ -31,8 +31,8 @@ from ...geo import places
 from ...geo.distance import EARTH_RADIUS_KM
 from ...geo.distributions import LOG_UNIFORM
 from ..calibration import Recalibration
-from ..density import DensityMap
-from ..locator import Locator
+from ..density import DensityMap, hpd_region, kernel_map
+from ..locator import Locator, Seed
 from ..points import best_expected_geoscore
 from .config import AnswerConfig
 from .record import Answer, AreaShare, Guess, Localizability, RegionArea, TopPlace, Truth
@@ -70,48 +70,74 @@ def _areas(latlon: np.ndarray, level: str, top: int) -> tuple[AreaShare, ...]:
 
 
 def answer_embeddings(geolocator: Locator, embeddings: torch.Tensor | np.ndarray, *,
-                      truth: np.ndarray | None = None, config: AnswerConfig = AnswerConfig(), seed: int = 0,
+                      truth: np.ndarray | None = None, config: AnswerConfig = AnswerConfig(), seed: Seed = 0,
                       progress: bool = False) -> list[Answer]:
     """Full answers for a batch of images, one :class:`Answer` per embedding ``(B, D)``.
 
     Args:
         truth: optional ``(B, 2)`` true (lat, lon) degrees: adds errors, the truth's log-density and
-            the credible level at which the truth is covered.
+            the credible level at which the truth is covered (rows with NaN have no truth).
+        seed: one int for the batch, or one int per row (``row_seeds``: each answer then depends on
+            its own row only).
     """
     geolocator.require_density()
     guidance, steps = config.guidance, config.steps
     solver = dict(method=config.solver, rtol=config.rtol, atol=config.atol)
+    # ``seed``: one int for the batch, or one per row (then an answer never depends on its batch);
+    # what is not drawn per row (only Hutchinson probes) takes the first.
+    one_seed = seed if seed is None or isinstance(seed, int) else int(seed[0])
     latlon, logp = geolocator.sample_with_log_prob(embeddings, config.num_samples, steps=steps, guidance=guidance,
                                                    seed=seed, **solver)
-    maps = geolocator.density_maps(embeddings, config.map, steps=steps, guidance=guidance, samples=latlon, seed=seed,
-                                   progress=progress, **solver)
-    checks = _error_check(geolocator, embeddings, maps, latlon.numpy(), logp.numpy(), config, seed)
+    if config.map.source == "samples":
+        xyz = geo.latlon_to_xyz(latlon.double()).numpy()
+        maps = [kernel_map(xyz[b], logp[b].numpy(), config.map.nside) for b in range(xyz.shape[0])]
+    else:
+        maps = geolocator.density_maps(embeddings, config.map, steps=steps, guidance=guidance, samples=latlon,
+                                       seed=one_seed, progress=progress, **solver)
+    checks = _error_check(geolocator, embeddings, maps, latlon.numpy(), logp.numpy(), config, one_seed)
     geoscore_best = geo.xyz_to_latlon(best_expected_geoscore(geo.latlon_to_xyz(latlon)))
     truth_lp = None
     if truth is not None:
+        # Rows without a location (NaN) get no truth section; the others their log-density.
         truth = np.asarray(truth, dtype=np.float64).reshape(-1, 2)
-        truth_lp = geolocator.log_prob(embeddings, truth, steps=steps, guidance=guidance, seed=seed,
-                                       **solver).numpy()
+        known = np.isfinite(truth).all(axis=1)
+        truth_lp = np.full(len(truth), np.nan)
+        if known.any():
+            emb = np.asarray(embeddings, dtype=np.float32)[known]
+            truth_lp[known] = geolocator.log_prob(emb, truth[known], steps=steps, guidance=guidance, seed=one_seed,
+                                                  **solver).numpy()
     recal = geolocator.calibration
-    settings = {"num_samples": config.num_samples, "steps": steps, **solver, "guidance": guidance, "seed": seed,
+    settings = {"num_samples": config.num_samples, "steps": steps, **solver, "guidance": guidance,
                 "place_radius_km": config.place_radius_km, "map": asdict(config.map),
                 "calibration": None if recal is None else recal.describe()}
-    return [_answer(dmap, latlon[b].numpy(), logp[b].numpy(), checks[b], geoscore_best[b].tolist(),
-                    None if truth is None else truth[b], None if truth_lp is None else float(truth_lp[b]),
-                    config, settings, recal) for b, dmap in enumerate(maps)]
+    seeds = [seed] * len(maps) if seed is None or isinstance(seed, int) else [int(s) for s in seed]
+    answers = []
+    for b, dmap in enumerate(maps):
+        known = truth is not None and bool(np.isfinite(truth[b]).all())
+        answers.append(_answer(dmap, latlon[b].numpy(), logp[b].numpy(), checks[b], geoscore_best[b].tolist(),
+                               truth[b] if known else None, float(truth_lp[b]) if known else None, config,
+                               {**settings, "seed": seeds[b]}, recal))
+    return answers
 
 
 def _error_check(geolocator: Locator, embeddings: torch.Tensor | np.ndarray, maps: list[DensityMap],
                  latlon: np.ndarray, logp: np.ndarray, config: AnswerConfig,
                  seed: int) -> list[tuple[float | None, float | None]]:
     """Per image, the measured error (nats) of its ``error_check`` densest exact map cells and densest
-    samples: the largest difference to a dopri5 solve at a 10x tighter tolerance (1e-5 after RK4).
-    The solver's own error estimates add up local errors only, and the backward flow amplifies them
-    (it expands): on the dim-256 two-mode map they said 0.006 where the error was 0.29."""
+    samples: the largest difference to a tighter solve. After an adaptive solver the reference is
+    dopri5 at a 10x tighter tolerance: the solver's own error estimates add up local errors only, and
+    the backward flow amplifies them (it expands): on the dim-256 two-mode map they said 0.006 where
+    the error was 0.29. After RK4 it is RK4 with 4x the steps (error ~4^-4 of it where the field is
+    smooth, and measured 2-4x smaller where it is stiff), as cheap as the answer's own samples:
+    a tight adaptive solve of a stiff field takes hundreds of small steps."""
     n = config.error_check
     if n == 0:
         return [(None, None)] * len(maps)
-    tol = (1e-4 if config.solver == "rk4" else min(config.rtol, config.atol)) / 10
+    if config.solver == "rk4":
+        reference = dict(method="rk4", steps=4 * config.steps)
+    else:
+        tol = min(config.rtol, config.atol) / 10
+        reference = dict(method="dopri5", rtol=tol, atol=tol)
     emb, pts, parts = np.asarray(embeddings, dtype=np.float32), [], []
     for b, dmap in enumerate(maps):
         exact = np.flatnonzero(dmap.evaluated_nside == dmap.nside)
@@ -120,8 +146,8 @@ def _error_check(geolocator: Locator, embeddings: torch.Tensor | np.ndarray, map
         pts.append(np.concatenate((dmap.centers_latlon(cells), latlon[b][best])))
         parts.append((dmap.log_density[cells], logp[b][best]))
     rows = np.repeat(np.arange(len(maps)), [len(p) for p in pts])
-    ref = geolocator.log_prob(emb[rows], np.concatenate(pts), guidance=config.guidance, method="dopri5", rtol=tol,
-                              atol=tol, seed=seed).numpy()
+    ref = geolocator.log_prob(emb[rows], np.concatenate(pts), guidance=config.guidance, seed=seed,
+                              **reference).numpy()
     out, start = [], 0
     for cells_lp, samples_lp in parts:
         k = len(cells_lp)
@@ -131,29 +157,48 @@ def _error_check(geolocator: Locator, embeddings: torch.Tensor | np.ndarray, map
     return out
 
 
-def _regions(dmap: DensityMap, levels: tuple[float, ...], recal: Recalibration | None) -> tuple[RegionArea, ...]:
+def _regions(dmap: DensityMap, lp: np.ndarray, levels: tuple[float, ...],
+             recal: Recalibration | None) -> tuple[RegionArea, ...]:
     """The credible regions at the nominal levels; with a recalibration, each is the model's own
-    region at the recalibrated level (``map_level``)."""
+    region at the recalibrated level (``map_level``). On a map estimated from the samples, the area
+    and edge density are the samples' own (:func:`~globeflow.inference.density.hpd_region`: exact
+    densities, no kernel smoothing, which widens regions) and ``cells`` counts the drawn region."""
     out = []
     for p in levels:
         q = p if recal is None else recal.level(p)
         d = dmap.credible_region(q).to_dict()
+        if dmap.source == "samples":
+            t, area = hpd_region(lp, q)
+            d.update(area_km2=area * EARTH_RADIUS_KM ** 2, threshold_log_density=t)
         out.append(RegionArea(**{**d, "level": p}, map_level=q, calibrated=recal is not None))
     return tuple(out)
 
 
-def _top_places(dmap: DensityMap, config: AnswerConfig) -> tuple[TopPlace, ...]:
+def _fraction_within(samples: np.ndarray, lat: float, lon: float, radius_km: float) -> float:
+    """The fraction of ``samples (S, 2)`` degrees within ``radius_km`` of ``(lat, lon)``."""
+    d = geo.haversine_km(torch.as_tensor(samples, dtype=torch.float64),
+                         torch.tensor([lat, lon], dtype=torch.float64).expand(len(samples), 2))
+    return float((d <= radius_km).double().mean())
+
+
+def _top_places(dmap: DensityMap, samples: np.ndarray, config: AnswerConfig) -> tuple[TopPlace, ...]:
+    """The map's modes with their within-radius probabilities: integrated over the map when its values
+    are solved, the samples' fraction (the unbiased Monte Carlo estimate, not the kernel-smoothed one)
+    when the map is itself estimated from them."""
     modes = dmap.modes(config.top_k, config.min_separation_km)
     if not modes:
         return ()
     mode_ll = np.array([[m.lat, m.lon] for m in modes])
     names, codes = places.reverse_geocode(mode_ll), places.country_codes(mode_ll)
+    within_fn = dmap.probability_within
+    if dmap.source == "samples":
+        within_fn = lambda lat, lon, r: _fraction_within(samples, lat, lon, r)  # noqa: E731
     out = []
     for m, name, cc in zip(modes, names, codes):
-        within = {f"{r:g}": dmap.probability_within(m.lat, m.lon, r) for r in config.within_km}
+        within = {f"{r:g}": within_fn(m.lat, m.lon, r) for r in config.within_km}
         radius = within.get(f"{config.place_radius_km:g}")
         if radius is None:
-            radius = dmap.probability_within(m.lat, m.lon, config.place_radius_km)
+            radius = within_fn(m.lat, m.lon, config.place_radius_km)
         out.append(TopPlace(m.lat, m.lon, radius, config.place_radius_km, within, m.mass, m.log_density, name,
                             str(cc)))
     return tuple(out)
@@ -168,8 +213,9 @@ def _warnings(dmap: DensityMap, check: tuple[float | None, float | None], config
                    "probabilities are renormalised, but densities are off by about log(mass)")
     errors = [e for e in check if e is not None]
     if errors and max(errors) > config.max_error_nats:
+        fix = "more --steps" if config.solver == "rk4" else "tighten --rtol/--atol"
         out.append(f"the densities are off by up to {max(errors):.3g} nats against a tighter solve (bound "
-                   f"{config.max_error_nats:g}): tighten --rtol/--atol")
+                   f"{config.max_error_nats:g}): {fix}")
     if not errors:
         out.append("no numerical error check (--error-check 0)")
     return tuple(out)
@@ -180,12 +226,14 @@ def _answer(dmap: DensityMap, ll: np.ndarray, lp: np.ndarray, check: tuple[float
             t: np.ndarray | None, truth_lp: float | None, config: AnswerConfig, settings: dict[str, Any],
             recal: Recalibration | None) -> Answer:
     densest = int(np.argmax(lp))
-    top = _top_places(dmap, config)
+    top = _top_places(dmap, ll, config)
     facts = {k: v for k, v in dmap.summary(config.levels).items() if k != "credible_regions"}
     facts["densest_cells_error_nats"], facts["samples_error_nats"] = check
     truth = None
     if t is not None and truth_lp is not None:
-        level = float(dmap.level_of(t[None])[0])
+        # The mass denser than the truth: off the map's cells, or (a map estimated from the samples)
+        # the samples' fraction denser than it, the HPD rank that calibration uses.
+        level = float(dmap.level_of(t[None])[0]) if dmap.source == "ode" else float(np.mean(lp > truth_lp))
         inside = {str(p): bool(level < (p if recal is None else recal.level(p))) for p in config.levels}
         truth = Truth(float(t[0]), float(t[1]), truth_lp, level, inside)
     return Answer(
@@ -197,14 +245,14 @@ def _answer(dmap: DensityMap, ll: np.ndarray, lp: np.ndarray, check: tuple[float
         countries=_areas(ll, "country", config.top_areas),
         regions=_areas(ll, "region", config.top_areas),
         cities=_areas(ll, "city", config.top_areas),
-        credible_regions=_regions(dmap, config.levels, recal),
+        credible_regions=_regions(dmap, lp, config.levels, recal),
         localizability=Localizability(**localizability(lp)),
         map=facts, settings=settings, warnings=_warnings(dmap, check, config), truth=truth, samples=ll,
         log_probs=lp, density_map=dmap)
 
 
 def answer_images(geolocator: Locator, embeddings: torch.Tensor | np.ndarray, *,
-                  truth: np.ndarray | None = None, config: AnswerConfig = AnswerConfig(), seed: int = 0,
+                  truth: np.ndarray | None = None, config: AnswerConfig = AnswerConfig(), seed: Seed = 0,
                   progress: bool = False) -> list[tuple[dict[str, Any], DensityMap]]:
     """:func:`answer_embeddings` as ``[(answer dict, density map)]``: what the file writers take."""
     answers = answer_embeddings(geolocator, embeddings, truth=truth, config=config, seed=seed, progress=progress)
@@ -212,7 +260,7 @@ def answer_images(geolocator: Locator, embeddings: torch.Tensor | np.ndarray, *,
 
 
 def sample_answers(geolocator: Locator, embeddings: torch.Tensor | np.ndarray, config: AnswerConfig,
-                   seed: int) -> list[Answer]:
+                   seed: Seed) -> list[Answer]:
     """Answers of a model without a density: the best guess and the country probabilities of samples."""
     latlon = geolocator.sample(embeddings, config.num_samples, guidance=config.guidance, seed=seed)
     # The point estimate of ``predict`` (best expected GeoScore), from these samples, not a new set.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ...checks import require_finite
 from ...flow.likelihood import LIKELIHOOD_METHODS
 from ..density import CREDIBLE_LEVELS, MapConfig
 
@@ -31,9 +32,9 @@ class AnswerConfig:
     place_radius_km: float = field(default=200.0, metadata={"help": "a top place's probability is that of "
                                                                      "being within this distance of it"})
     within_km: tuple[float, ...] = field(default=WITHIN_KM, metadata={"cli": False})
-    error_check: int = field(default=32, metadata={"help": "densest map cells and densest samples re-solved at a "
-                                                            "10x tighter tolerance to measure the answer's error "
-                                                            "(0: off)"})
+    error_check: int = field(default=32, metadata={"help": "densest map cells and densest samples re-solved "
+                                                            "tighter (10x the tolerance, or 4x the RK4 steps) to "
+                                                            "measure the answer's error (0: off)"})
     max_error_nats: float = field(default=0.05, metadata={"help": "warn when the measured error (--error-check) "
                                                                    "exceeds this"})
     mass_tolerance: float = field(default=0.01, metadata={"help": "warn when the map's mass is further than "
@@ -43,6 +44,7 @@ class AnswerConfig:
     map: MapConfig = field(default_factory=MapConfig)
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if self.num_samples < 2:
             raise ValueError(f"num_samples must be >= 2 (the entropy needs a spread), got {self.num_samples}")
         if self.error_check < 0:

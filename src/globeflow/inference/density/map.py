@@ -17,6 +17,7 @@ import numpy as np
 from ...geo import healpix as hgrid
 from ...geo.distance import EARTH_RADIUS_KM
 from ...io.files import atomic_write_bytes
+from .regions import region_geometry
 
 __all__ = ["CREDIBLE_LEVELS", "DensityMap", "CredibleRegion", "Mode"]
 
@@ -62,6 +63,8 @@ class DensityMap:
         evaluations: exact likelihood solves spent on this map; nfe: field evaluations (JVPs count).
         error_nats: ``(12 nside^2,)`` the likelihood solver's error estimate of each exact cell's value
             (NaN for interpolated cells, and for fixed-step solvers, which give none).
+        source: ``"ode"`` (values solved at cell centres, or interpolated from solved coarser cells) or
+            ``"samples"`` (a kernel estimate from samples with exact densities: :mod:`.kernel`).
     """
 
     log_density: np.ndarray
@@ -70,6 +73,7 @@ class DensityMap:
     nfe: int = 0
     units: str = field(default="nats/sr")
     error_nats: np.ndarray | None = field(default=None, repr=False)
+    source: str = "ode"
 
     def densest_error(self, top: int = 1000) -> float | None:
         """The largest of the solver's own (local) error estimates (nats) among the ``top`` densest
@@ -215,31 +219,22 @@ class DensityMap:
         modes.sort(key=lambda m: -m.mass)
         return modes[:k]
 
-    def to_geojson(self, level: float = 0.95, max_cells: int = 5000) -> dict:
-        """GeoJSON FeatureCollection of the cells of the ``level`` credible region (densest first,
-        at most ``max_cells``), each a polygon with its log-density and probability."""
-        region = self.credible_region(level)
-        cells = region.cells[:max_cells]
-        q = self.probabilities()
+    def to_geojson(self, levels: tuple[float, ...] = CREDIBLE_LEVELS) -> dict:
+        """RFC 7946 GeoJSON: a FeatureCollection with one Feature per credible level, its region as one
+        ``MultiPolygon`` (cut at the antimeridian, pole edges kept, counter-clockwise exteriors:
+        :mod:`.regions`), with the level, area, cell count and edge log-density as properties,
+        widest region first (so a map draws the narrower ones on top)."""
         feats = []
-        for c in cells:
-            corners = hgrid.boundaries(self.nside, int(c), step=1, nest=True)  # (3, 4)
-            lon, lat = hgrid.vec2ang(corners.T, lonlat=True)
-            lon = _unwrap_lon(np.where(lon > 180.0, lon - 360.0, lon))
-            ring = [[round(float(a), 5), round(float(b), 5)] for a, b in zip(lon, lat)]
-            ring.append(ring[0])
-            feats.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-                          "properties": {"cell": int(c), "log_density": float(self.log_density[c]),
-                                         "probability": float(q[c]),
-                                         "exact": bool(self.evaluated_nside[c] == self.nside)}})
-        return {"type": "FeatureCollection", "features": feats,
-                "properties": {"nside": self.nside, "ordering": "NESTED", "units": self.units,
-                               "credible_level": level, "cells_in_region": int(region.cells.size),
-                               "area_km2": region.area_km2}}
+        for level in sorted(levels, reverse=True):
+            region = self.credible_region(level)
+            feats.append({"type": "Feature", "geometry": region_geometry(self.nside, region.cells),
+                          "properties": {**region.to_dict(), "units": self.units, "nside": self.nside,
+                                         "source": self.source}})
+        return {"type": "FeatureCollection", "features": feats}
 
     def summary(self, levels: tuple[float, ...] = CREDIBLE_LEVELS) -> dict:
         """Map facts for reports: resolution, mass, cost, credible-region areas, grid entropy."""
-        return {"nside": self.nside, "cells": int(self.log_density.size), "units": self.units,
+        return {"nside": self.nside, "cells": int(self.log_density.size), "units": self.units, "source": self.source,
                 "cell_km": hgrid.resolution_km(self.nside), "mass": self.mass(),
                 "exact_cells": int((self.evaluated_nside == self.nside).sum()),
                 "evaluations": self.evaluations, "nfe": self.nfe,
@@ -254,11 +249,6 @@ class DensityMap:
                             evaluated_nside=self.evaluated_nside.astype(np.int16),
                             nside=np.int64(self.nside), ordering=np.array("NESTED"), units=np.array(self.units))
         atomic_write_bytes(path, buf.getvalue())
-
-
-def _unwrap_lon(lon: np.ndarray) -> np.ndarray:
-    """Keep a cell's corners on one side of the antimeridian (GeoJSON polygons must not jump 360)."""
-    return np.where(lon < 0.0, lon + 360.0, lon) if lon.max() - lon.min() > 180.0 else lon
 
 
 def _cells_xyz(nside: int, cells: np.ndarray) -> np.ndarray:

@@ -24,14 +24,19 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from ...checks import require_finite
 from ...geo import healpix as hgrid
 from .map import DensityMap, _cells_xyz
 
-__all__ = ["MapConfig", "LogDensityFn", "refine_map"]
+__all__ = ["MapConfig", "MAP_SOURCES", "LogDensityFn", "refine_map"]
 
 #: ``(x (B, P, 3) float64 unit vectors) -> (log-density (B, P) nats/sr, field evaluations, error estimate
 #: (B, P) nats, NaN where the solver gives none)``.
 LogDensityFn = Callable[[np.ndarray], tuple[np.ndarray, int, np.ndarray]]
+
+
+#: Where a map's values come from (:attr:`MapConfig.source`).
+MAP_SOURCES = ("ode", "samples")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,9 @@ class MapConfig:
         coarse_steps: the coarse levels only choose where to refine (and give the far, unrefined
             cells their interpolated values), so they can be solved cheaply: RK4 with this many
             steps. The final level always uses the answer's solver.
+        source: ``"ode"``: the coarse-to-fine solves above; ``"samples"``: no solve on the grid, the
+            map is the kernel estimate of the answer's samples with their exact densities
+            (:mod:`.kernel`; only ``nside`` applies), ~100x cheaper and an estimate, not a solve.
     """
 
     nside: int = field(default=64, metadata={"help": "HEALPix resolution of the map (64: 49,152 cells of ~92 km)"})
@@ -63,7 +71,16 @@ class MapConfig:
     coarse_steps: int = field(default=0, metadata={"help": "RK4 steps on the levels before the last, which only "
                                                            "steer the refinement (0: the answer's own solver)"})
 
+    source: str = field(default="ode", metadata={"help": "where the map's values come from: ode (exact solves on a "
+                                                          "coarse-to-fine grid) or samples (a kernel estimate from "
+                                                          "the answer's samples and their exact densities: no "
+                                                          "solves, Monte Carlo accuracy)",
+                                                  "choices": MAP_SOURCES})
+
     def __post_init__(self) -> None:
+        require_finite(self)
+        if self.source not in MAP_SOURCES:
+            raise ValueError(f"map source must be one of {', '.join(MAP_SOURCES)}, got {self.source!r}")
         hgrid.check_nside(self.nside)
         hgrid.check_nside(self.start_nside)
         if self.start_nside > self.nside:

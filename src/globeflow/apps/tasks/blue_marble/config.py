@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ....checks import require_finite
 from ....geo import healpix
 
 __all__ = ["BlueMarbleConfig", "BlueMarbleSplits", "LAND_SHARE_NSIDE"]
@@ -53,6 +54,7 @@ class BlueMarbleConfig:
     exclusion_km: float | None = None
 
     def __post_init__(self) -> None:
+        require_finite(self)
         if not self.size_km > 0:
             raise ValueError(f"size_km must be > 0, got {self.size_km}")
         if self.pixels < 1:
