@@ -191,17 +191,32 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("command, limit", [("train", 20000), ("predict", 200), ("evaluate", 20000), ("map", 20000)])
+@pytest.mark.parametrize("command, limit", [("train", 20000), ("predict", 200), ("log-prob", 200), ("evaluate", 20000),
+                                            ("map", 20000), ("calibrate", 20000), ("embed", 1000),
+                                            ("export", 20000)])
 def test_a_full_disk_is_one_error_line_and_leaves_nothing_complete_looking(work, tmp_path, command, limit):
     import subprocess
     import sys
 
     data = str(work / "test.parquet")
-    out = tmp_path / {"train": "run", "predict": "p.csv", "evaluate": "r.json", "map": "m"}[command]
+    out = tmp_path / {"train": "run", "predict": "p.csv", "log-prob": "lp.csv", "evaluate": "r.json", "map": "m",
+                      "calibrate": "cal", "embed": "emb", "export": "exp"}[command]
+    images = tmp_path / "images"
+    if command == "embed":
+        from PIL import Image
+
+        images.mkdir()
+        for i in range(12):
+            Image.new("RGB", (40, 30), (20 * i, 90, 90)).save(images / f"p{i}.jpg")
     args = {"train": ["train", str(work / "train.parquet"), "--out", str(out), *TRAIN],
             "predict": ["predict", str(work / "a"), data, "--out", str(out)],
+            "log-prob": ["log-prob", str(work / "a"), data, "--out", str(out)],
             "evaluate": ["evaluate", str(work / "a"), data, "--out", str(out), "--calibration-samples", "8"],
-            "map": ["map", str(work / "a"), data, "--out", str(out), "--limit", "2", *MAP]}[command]
+            "map": ["map", str(work / "a"), data, "--out", str(out), "--limit", "2", *MAP],
+            "calibrate": ["calibrate", str(work / "a"), data, "--out", str(out), "--calibration-samples", "8"],
+            "embed": ["embed", str(images), "--unlabelled", "--encoder", "efficientnet-lite0@32", "--out", str(out),
+                      "--no-progress", "--device", "cpu"],
+            "export": ["export", str(work / "a"), str(out)]}[command]
     proc = subprocess.run([sys.executable, "-c", FULL_DISK.format(limit=limit), *args], capture_output=True,
                           text=True, timeout=300)
     lines = proc.stderr.strip().splitlines()
@@ -217,6 +232,14 @@ def test_a_full_disk_is_one_error_line_and_leaves_nothing_complete_looking(work,
         assert not out.exists() and not out.with_suffix(".md").exists()
     if command == "map":
         assert not list(out.glob("*.json")) or [p.name for p in out.glob("*.json")] == ["map_settings.json"]
+    if command in ("predict", "log-prob"):
+        assert not out.exists()
+    if command == "calibrate":  # calibration.json is written last: no run that looks calibrated
+        assert not (out / "calibration.json").exists()
+    if command == "embed":
+        assert not list(out.glob("part-*.parquet"))
+    if command == "export":
+        assert not (out / "model.safetensors").exists() or not (out / "README.md").exists()
 
 
 # --- defect 9: a kill mid-save leaves no debris, and checkpoints honour the umask ----------------------------------
@@ -288,29 +311,58 @@ def test_resume_refuses_contradicting_settings_other_data_and_going_backwards(wo
 
 # --- the SIGKILL matrix: killed at random moments, resumed, identical -----------------------------------------------
 
-def _killed_then_resumed(args: list[str], out, done, seed: int, delays=(0.3, 2.5)) -> list[float]:
-    """Run ``globeflow ARGS`` in a subprocess, SIGKILL it after a random delay (3 times, seeded), and
-    resume it each time (the same command) until ``done(out)``; returns the delays used."""
+def _killed_then_resumed(args: list[str], out, done, progress, points: list[int], seed: int) -> int:
+    """Run ``globeflow ARGS`` in a subprocess and SIGKILL it once ``progress(out)`` reaches each of
+    ``points`` (plus a random 0-0.3 s, seeded, so that kills also land inside saves), resuming it each
+    time with the same command; then run it to the end. Kills are placed by progress, not by wall
+    time, so they land mid-run on a fast or a loaded machine. Returns how many runs a kill cut short."""
     import random
+    import signal
     import subprocess
     import sys
     import time
 
-    rng, used = random.Random(seed), []
+    rng, cut = random.Random(seed), 0
     command = [sys.executable, "-m", "globeflow", *args]
-    for _ in range(3):
-        if done(out):
-            break
+    for point in points:
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        delay = rng.uniform(*delays)
-        used.append(delay)
-        time.sleep(delay)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and progress(out) < point and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
         proc.kill()
-        proc.wait()
+        cut += proc.wait() == -signal.SIGKILL
     if not done(out):
         assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    assert done(out)
     assert not list(out.rglob(".*.tmp"))
-    return used
+    return cut
+
+
+def test_embed_killed_at_random_moments_resumes_to_the_same_parts(tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(1000):
+        Image.new("RGB", (40, 30), (i % 256, 255 - i % 256, i // 2)).save(images / f"p{i:03d}.jpg")
+    args = ["embed", str(images), "--unlabelled", "--encoder", "efficientnet-lite0@32", "--shard-rows", "10",
+            "--batch-size", "10", "--no-progress", "--device", "cpu"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert main([*args, "--out", str(full)]) == 0
+    parts = sorted(p.name for p in full.glob("part-*.parquet"))
+    assert len(parts) == 100
+    def parts_done(out):
+        return len(list(out.glob("part-*.parquet")))
+
+    cut = _killed_then_resumed([*args, "--out", str(killed)], killed, lambda out: parts_done(out) == 100, parts_done,
+                               points=[12, 45, 80], seed=3)
+    assert cut >= 2  # killed mid-run, not after finishing
+    assert sorted(p.name for p in killed.glob("part-*.parquet")) == parts
+    for name in parts:
+        a, b = pq.read_table(full / name).to_pydict(), pq.read_table(killed / name).to_pydict()
+        assert np.isnan(a.pop("lat") + a.pop("lon")).all() and np.isnan(b.pop("lat") + b.pop("lon")).all()
+        assert a == b, name
 
 
 def test_train_and_map_killed_at_random_moments_resume_to_the_same_outputs(work, tmp_path):
@@ -318,29 +370,38 @@ def test_train_and_map_killed_at_random_moments_resume_to_the_same_outputs(work,
 
     # train: a short run, checkpoints every 5 steps; the resumed run ends with bit-identical weights.
     args = ["train", str(work / "train.parquet"), "--dim", "32", "--depth", "2", "--batch-size", "64",
-            "--ckpt-every", "5", "--no-progress", "--device", "cpu"]
+            "--ckpt-every", "25", "--no-progress", "--device", "cpu"]
     ref, run = tmp_path / "ref", tmp_path / "killed"
-    assert main([*args[:2], "--out", str(ref), *args[2:], "--steps", "60"]) == 0
+    assert main([*args[:2], "--out", str(ref), *args[2:], "--steps", "400"]) == 0
+
+    def step(out):
+        try:  # written right after each checkpoint
+            return json.loads((out / "config.json").read_text())["step"]
+        except (OSError, ValueError):
+            return 0
 
     def trained(out):
         ck = out / "checkpoint.safetensors"
-        return ck.exists() and load_checkpoint(ck, prefixes=()).meta["step"] == 60
+        return ck.exists() and load_checkpoint(ck, prefixes=()).meta["step"] == 400
 
-    _killed_then_resumed([*args, "--out", str(run), "--steps", "60", "--resume"], run, trained, seed=1,
-                         delays=(2.0, 6.0))
+    assert _killed_then_resumed([*args, "--out", str(run), "--steps", "400", "--resume"], run, trained, step,
+                                points=[50, 175, 300], seed=1) >= 2
     a, b = load_checkpoint(ref).tensors, load_checkpoint(run).tensors
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
 
     # map: every row's answer is the one an uninterrupted run writes.
     data = str(work / "test.parquet")
-    margs = ["map", str(work / "a"), data, "--limit", "8", "--batch-size", "1", *MAP]
+    margs = ["map", str(work / "a"), data, "--batch-size", "1", *MAP]
     full, killed = tmp_path / "full_maps", tmp_path / "killed_maps"
     assert main([*margs, "--out", str(full)]) == 0
-    _killed_then_resumed([*margs, "--out", str(killed)], killed, lambda out: (out / "index.csv").exists(), seed=2,
-                         delays=(3.0, 8.0))
+    def rows_done(out):
+        return len(list(out.glob("*.png")))
+
+    assert _killed_then_resumed([*margs, "--out", str(killed)], killed, lambda out: (out / "index.csv").exists(),
+                                rows_done, points=[2, 6, 9], seed=2) >= 2
     # One row per batch in both runs, so each row is computed exactly as before: byte-identical files.
     names = sorted(p.name for p in full.iterdir() if p.name != ".lock")
-    assert names == sorted(p.name for p in killed.iterdir() if p.name != ".lock") and len(names) == 8 * 4 + 2
+    assert names == sorted(p.name for p in killed.iterdir() if p.name != ".lock") and len(names) == 12 * 4 + 2
     for name in names:
         if name != "map_settings.json":
             assert (killed / name).read_bytes() == (full / name).read_bytes(), name

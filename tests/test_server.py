@@ -210,3 +210,67 @@ def test_serve_with_a_missing_model_is_a_clear_cli_error(tmp_path, capsys):
 
     assert main(["serve", "--model", str(tmp_path / "absent")]) == 2
     assert "absent" in capsys.readouterr().err
+
+
+def test_idle_and_slow_header_connections_are_closed_and_connections_are_capped():
+    """Issue 16, defect 11: an idle socket and a slow-header socket each stayed open for over 70 s."""
+    import socket
+    import time
+    from urllib.parse import urlparse
+
+    def closed_within(sock, seconds):
+        sock.settimeout(seconds)
+        t0 = time.monotonic()
+        try:
+            data = sock.recv(1024)
+        except socket.timeout:
+            return None
+        return time.monotonic() - t0 if data == b"" else None
+
+    with background_server(tiny_predictor(header_timeout_s=0.5, keep_alive_s=0.5, max_connections=3)) as base:
+        where = urlparse(base)
+        idle = socket.create_connection((where.hostname, where.port))
+        slow = socket.create_connection((where.hostname, where.port))
+        slow.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
+        assert closed_within(idle, 5) is not None and closed_within(slow, 5) is not None
+        idle.close(), slow.close()
+        # A prompt client is served, and its kept-alive connection closes once idle.
+        with socket.create_connection((where.hostname, where.port)) as s:
+            s.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(5)
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            assert closed_within(s, 5) is not None
+        # Beyond max_connections open connections, a request gets 503 (and the held ones still work).
+        held = [socket.create_connection((where.hostname, where.port)) for _ in range(3)]
+        time.sleep(0.1)
+        try:
+            assert httpx.get(f"{base}/api/health", timeout=10).status_code == 503
+        finally:
+            for s in held:
+                s.close()
+        time.sleep(0.2)
+        assert httpx.get(f"{base}/api/health", timeout=10).status_code == 200
+
+
+def test_decoding_memory_is_budgeted_by_mode_and_bit_depth():
+    """A float TIFF takes ~13 bytes per pixel to decode and convert, an 8-bit JPEG ~8: the budget is
+    of bytes, estimated from the header before decoding, not of pixels alone."""
+    from globeflow.data.images import UnreadableImageError
+    from globeflow.data.images.records import decode_bytes, decode_image
+
+    def encoded(mode, fmt):
+        buf = io.BytesIO()
+        Image.new(mode, (1000, 1000), 1.0 if mode == "F" else 0).save(buf, format=fmt)
+        return buf.getvalue()
+
+    assert decode_bytes("F", 10**6) == 13 * 10**6 and decode_bytes("RGB", 10**6) == 8 * 10**6
+    assert decode_bytes("I;16", 10**6) == 11 * 10**6
+    tiff, jpeg = encoded("F", "TIFF"), encoded("RGB", "JPEG")
+    budget = 10 * 2**20  # between the two: the JPEG fits, the float TIFF of the same size does not
+    assert decode_image(jpeg, "a.jpg", max_bytes=budget).size == (1000, 1000)
+    with pytest.raises(UnreadableImageError, match=r"1000x1000 F image would take about 12 MB, over the limit of 10 MB"):
+        decode_image(tiff, "b.tif", max_bytes=budget)
+    with background_server(tiny_predictor(max_decode_mb=10)) as base:
+        r = _post(base, tiff, name="b.tif")
+        assert r.status_code in (400, 413, 422) and "would take about 12 MB" in r.text
+        assert _post(base, jpeg_bytes()).status_code == 200

@@ -34,7 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..checks import require_finite
-from ..io.files import atomic_write_text
+from ..io.files import atomic_write_text, remove_stale_temps
 from .embeddings import write_embeddings
 
 if TYPE_CHECKING:
@@ -204,6 +204,10 @@ def embed_to_dir(source: "ImageSource", encoder: "Encoder", out: str | os.PathLi
     keys = _metadata_keys(records)
     mine = [k for k in range(chunks) if k % count == index]
     todo = [k for k in mine if not (out / _part_name(k)).exists()]
+    # A killed run's temp files: all of them when this is the only process (no shards), else only
+    # those of the parts this process writes (another shard may be writing its own right now).
+    remove_stale_temps(out, None if count == 1 else [_part_name(k) for k in todo])
+    remove_stale_temps(out / SKIPPED_DIR, None if count == 1 else [f"part-{k:05d}.json" for k in todo])
     bar = None
     if progress:
         total = sum(len(records[k * config.shard_rows:(k + 1) * config.shard_rows]) for k in todo)

@@ -23,7 +23,7 @@ from .files import atomic_write
 
 __all__ = ["CHECKPOINT_NAME", "FORMAT_VERSION", "CheckpointError", "Checkpoint", "save_checkpoint",
            "load_checkpoint", "resolve_checkpoint", "optimizer_to_tensors", "optimizer_from_tensors",
-           "state_dict_problems", "non_finite", "require_finite_weights"]
+           "state_dict_problems", "non_finite", "require_finite_weights", "save_safetensors"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 FORMAT_VERSION = "1"
@@ -63,11 +63,11 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Tensor], *, mode
         "extra": json.dumps(extra or {}),
     }
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: _save_file(flat, tmp, meta))
+    atomic_write(path, lambda tmp: save_safetensors(flat, tmp, meta))
     return path
 
 
-def _save_file(tensors: dict[str, Tensor], tmp: str, meta: dict[str, str]) -> None:
+def save_safetensors(tensors: dict[str, Tensor], tmp: str, meta: dict[str, str]) -> None:
     """``safetensors`` ``save_file``, its I/O failures raised as the ``OSError`` they are (it wraps a
     full disk as ``SafetensorError: ... I/O error: ... (os error 28)``), so callers see one kind."""
     try:

@@ -45,21 +45,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
         raise
 
 
-#: The names globeflow gives its temporary files: :func:`atomic_write`'s (12 hex digits) and the
-#: embedding writer's (a uuid4's 32).
-_TEMP_NAME = re.compile(r"^\..+\.([0-9a-f]{12}|[0-9a-f]{32})\.tmp$")
+#: The names globeflow gives its temporary files, ``.<target>.<hex>.tmp``: :func:`atomic_write`'s
+#: (12 hex digits) and the embedding writer's (a uuid4's 32).
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.([0-9a-f]{12}|[0-9a-f]{32})\.tmp$")
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
+def remove_stale_temps(folder: str | os.PathLike, targets: Iterable[str] | None = None) -> list[str]:
     """Remove the temporary files of :func:`atomic_write` left in ``folder`` by a killed process (a
-    ``kill -9`` mid-save leaves a checkpoint-sized one); returns their names. Call it only while
-    holding the folder's lock: another live writer's temp file would look the same."""
+    ``kill -9`` mid-save leaves a checkpoint-sized one), or only those for the file names
+    ``targets``; returns their names. Call it only where no other live process writes those files
+    (holding the folder's lock, or for files only this process writes)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    wanted = None if targets is None else set(targets)
     removed = []
     for p in folder.iterdir():
-        if _TEMP_NAME.match(p.name) and p.is_file():
+        m = _TEMP_NAME.match(p.name)
+        if m and p.is_file() and (wanted is None or m.group("target") in wanted):
             p.unlink(missing_ok=True)
             removed.append(p.name)
     return removed

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, save_safetensors
 from .files import atomic_write, atomic_write_text
 
 __all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "GLOBEFLOW_NAME", "CARD_NAME", "PUBLISHED_CONFIG_KEYS", "FREQS_KEY",
@@ -126,7 +126,7 @@ def write_model_folder(folder: str | os.PathLike, tensors: dict[str, Tensor], si
         raise CheckpointError(f"{folder}: exists and is not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(flat, tmp, metadata={"format": "pt"}))
+    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_safetensors(flat, tmp, {"format": "pt"}))
     atomic_write_text(folder / CONFIG_NAME,
                       json.dumps({k: sizes[k] for k in PUBLISHED_CONFIG_KEYS}, indent=2, sort_keys=True))
     if meta is not None:

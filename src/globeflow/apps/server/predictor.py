@@ -44,6 +44,17 @@ class ServeConfig:
     #: Seconds a client may take to send its upload (a slow client holds a slot meanwhile); then 408.
     read_timeout_s: float = field(default=30.0, metadata={"help": "seconds an upload may take (then 408)"})
     max_guidance: float = field(default=10.0, metadata={"help": "largest guidance scale a request may ask for"})
+    #: Memory an image may take while it is decoded and converted, estimated from its header (mode,
+    #: bit depth, size) before decoding: a 49 Mpx float TIFF of 315 KB needed ~1.1 GB.
+    max_decode_mb: int = field(default=512, metadata={"help": "largest memory (MB) an image may take to decode, "
+                                                              "estimated from its header by mode and bit depth"})
+    #: Seconds a connection may take to send a complete request head (slow clients, "slowloris").
+    header_timeout_s: float = field(default=10.0, metadata={"help": "seconds a connection may take to send its "
+                                                                    "request headers (then it is closed)"})
+    #: Seconds an idle kept-alive connection stays open between requests.
+    keep_alive_s: float = field(default=5.0, metadata={"help": "seconds an idle connection stays open"})
+    #: Open connections at once; beyond it new requests get 503.
+    max_connections: int = field(default=64, metadata={"help": "open connections at once (then 503)"})
     #: Density raster sent to the page: width x width/2 plate carree cells.
     grid_width: int = field(default=360, metadata={"cli": False})
     #: Chosen for latency on a CPU: a nside-16 map (~440 km cells) refined around 48 cells, with
@@ -56,11 +67,12 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         require_finite(self)
-        for name in ("max_upload_bytes", "max_pixels", "max_pending", "grid_width"):
+        for name in ("max_upload_bytes", "max_pixels", "max_pending", "grid_width", "max_decode_mb", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.read_timeout_s > 0:
-            raise ValueError(f"read_timeout_s must be > 0, got {self.read_timeout_s}")
+        for name in ("read_timeout_s", "header_timeout_s", "keep_alive_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.grid_width % 2:
             raise ValueError(f"grid_width must be even, got {self.grid_width}")
 
@@ -101,7 +113,7 @@ class Predictor:
     def answer(self, data: bytes, source: str, guidance: float = 0.0, seed: int = 0) -> dict[str, Any]:
         """Answer for one encoded image; raises ``UnreadableImageError`` for a bad one."""
         t0 = time.perf_counter()
-        image = decode_image(data, source, self.config.max_pixels)
+        image = decode_image(data, source, self.config.max_pixels, max_bytes=self.config.max_decode_mb * 2**20)
         config = dataclasses.replace(self.config.answers, guidance=guidance)
         answer = self.locator.locate([image], config=config, seed=seed)[0]
         out: dict[str, Any] = {"model": self.describe(), "image": {"name": source, "width": image.width,

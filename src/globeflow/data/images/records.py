@@ -16,7 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from globeflow.data.embeddings import DatasetError
 
-__all__ = ["IMAGE_EXTENSIONS", "IMAGE_FORMATS", "MAX_PIXELS", "UnreadableImageError", "ImageRecord", "ImageSource", "decode_image"]
+__all__ = ["IMAGE_EXTENSIONS", "IMAGE_FORMATS", "MAX_PIXELS", "UnreadableImageError", "ImageRecord", "ImageSource", "decode_image",
+           "decode_bytes"]
 
 # Order matters: it is the order in which extensions are tried for an id without one, and the
 # order of preference when a WebDataset sample has several image members.
@@ -111,9 +112,26 @@ def _tar_member_bytes(shard: str, member: str) -> bytes:
         return extracted.read()
 
 
-def decode_image(data: bytes, source: str, max_pixels: int | None = MAX_PIXELS) -> Image.Image:
+#: Bytes per pixel of Pillow's in-memory image by mode (RGB and YCbCr are stored as 4 bytes).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "La": 2, "RGB": 4, "YCbCr": 4, "LAB": 4, "HSV": 4,
+               "RGBA": 4, "RGBa": 4, "RGBX": 4, "CMYK": 4, "I": 4, "F": 4}
+
+
+def decode_bytes(mode: str, pixels: int) -> int:
+    """Estimated peak memory (bytes) of decoding an image of ``mode`` and ``pixels`` and converting it
+    to 8-bit RGB as :func:`decode_image` does: the decoded image, the float32 copy that 16-bit and
+    float images are rescaled through, and the RGB result."""
+    decoded = 2 if mode.startswith("I;16") else _MODE_BYTES.get(mode, 4)
+    rescale = 4 + 1 if mode in ("I", "F") or mode.startswith("I;16") else 0
+    return pixels * (decoded + rescale + 4)
+
+
+def decode_image(data: bytes, source: str, max_pixels: int | None = MAX_PIXELS, *,
+                 max_bytes: int | None = None) -> Image.Image:
     """Encoded image bytes -> a fully loaded, upright RGB image; :class:`UnreadableImageError` (naming
-    ``source``) for a non-image, a truncated or corrupt file, or more than ``max_pixels`` pixels."""
+    ``source``) for a non-image, a truncated or corrupt file, more than ``max_pixels`` pixels, or
+    (with ``max_bytes``) an estimated decoding memory (:func:`decode_bytes`) above ``max_bytes``:
+    a pixel count alone lets a small float TIFF take gigabytes."""
     # Pillow only warns between 1x and 2x its MAX_IMAGE_PIXELS; the explicit check decides. The
     # warning is not silenced here: catch_warnings is process-wide and open() runs in threads.
     try:
@@ -124,6 +142,13 @@ def decode_image(data: bytes, source: str, max_pixels: int | None = MAX_PIXELS) 
                     source,
                     f"decompression bomb: {image.width}x{image.height} = {pixels} pixels "
                     f"exceeds the limit of {max_pixels}",
+                )
+            need = decode_bytes(image.mode, pixels)
+            if max_bytes is not None and need > max_bytes:
+                raise UnreadableImageError(
+                    source,
+                    f"decoding this {image.width}x{image.height} {image.mode} image would take about "
+                    f"{need / 2**20:.0f} MB, over the limit of {max_bytes / 2**20:.0f} MB",
                 )
             image.load()
             return _to_8bit(_upright(image)).convert("RGB")
@@ -147,7 +172,7 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     minimum (or 0) to its maximum."""
     if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
         return image
-    values = np.asarray(image, dtype=np.float64)
+    values = np.asarray(image, dtype=np.float32)  # float32 is exact for 16-bit data and halves the copy
     low, high = min(float(values.min()), 0.0), float(values.max())
     if image.mode.startswith("I;16") or (image.mode == "I" and 255 < high <= 65535 and low >= 0):
         top = 65535.0
