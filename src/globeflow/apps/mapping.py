@@ -6,6 +6,9 @@ density and credible level when the row is labelled), ``OUT/<id>.png`` (the map)
 (the HEALPix array) and ``OUT/<id>.geojson`` (the 50/90/95% credible regions, one MultiPolygon each). The JSON is
 written last and atomically, so a row with a JSON is complete: a second run skips it (resume after
 a kill). ``OUT/index.csv`` lists all rows sorted by localizability, most localizable first.
+``OUT/map_settings.json`` records the model (weights sha256) and settings the folder was made with: a
+resume with others is refused. One process writes a folder at a time (``OUT/.lock``), and each row
+is seeded from its id, so an answer does not depend on its batch or on a resume.
 """
 
 from __future__ import annotations
