@@ -305,3 +305,15 @@ def test_unknown_names_list_the_valid_ones(name):
     message = str(err.value)
     if "@" not in name:
         assert all(valid in message for valid in E.ENCODER_NAMES) and "clip:<hub id or path>" in message
+
+
+def test_an_encoder_path_that_is_a_file_is_named_as_one(tmp_path):
+    from globeflow.data.encoders import EncoderUnavailableError
+    from globeflow.data.encoders.hf import local_folder
+
+    f = tmp_path / "weights.bin"
+    f.write_bytes(b"x")
+    with pytest.raises(EncoderUnavailableError, match="which is a file, not a folder"):
+        local_folder(f, "streetclip")
+    with pytest.raises(EncoderUnavailableError, match="which does not exist"):
+        local_folder(tmp_path / "nope", "streetclip")

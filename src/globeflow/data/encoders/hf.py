@@ -219,8 +219,9 @@ def local_folder(path: str | os.PathLike, name: str) -> str:
     """``path`` as a string if it is a folder; otherwise an :class:`EncoderUnavailableError`, because
     ``from_pretrained`` would take a mistyped path for a hub id."""
     if not Path(path).is_dir():
+        what = "is a file, not a folder" if Path(path).exists() else "does not exist"
         raise EncoderUnavailableError(
-            name, f"the local weights folder {str(path)!r}, which does not exist",
+            name, f"the local weights folder {str(path)!r}, which {what}",
             "pass --encoder-path to a folder with the model's config.json and weights "
             "(as written by save_pretrained), or leave it out to use the Hugging Face hub")
     return str(path)
