@@ -212,7 +212,7 @@ class Geolocator(Locator):
                                                                                      generator=gen))
 
     def sample(self, embeddings: Tensor | np.ndarray, num_samples: int = 100, *, steps: int | None = None,
-               guidance: float | None = None, method: str | None = None, seed: int | None = 0,
+               guidance: float | None = None, method: str | None = None, seed: Seed = 0,
                protocol: str = "globeflow") -> Tensor:
         """Draw locations from ``p(location | embedding)``.
 
@@ -300,7 +300,7 @@ class Geolocator(Locator):
 
     def sample_with_log_prob(self, embeddings: Tensor | np.ndarray, num_samples: int = 256, *, steps: int = 16,
                              guidance: float = 0.0, divergence: str = "exact", units: str = "sr",
-                             seed: int | None = 0, method: str = "rk4", rtol: float = 1e-5,
+                             seed: Seed = 0, method: str = "rk4", rtol: float = 1e-5,
                              atol: float = 1e-5) -> tuple[Tensor, Tensor]:
         """Samples and their exact log-densities from one forward solve (see
         :func:`globeflow.flow.likelihood.sample_log_prob_ode`; ``method``, ``rtol``, ``atol`` as in
@@ -315,7 +315,7 @@ class Geolocator(Locator):
         emb = self._embeddings(embeddings)
         gen = self._generator(seed)
         x0 = self._per_row(seed, emb.shape[0], lambda rows, g: self.model.path.prior(
-            (len(range(emb.shape[0])[rows]), num_samples), generator=g, device=self.device))
+            (emb[rows].shape[0], num_samples), generator=g, device=self.device))
         grid = self.model.schedule.sampling_grid(steps, device=self.device)
 
         def solve(i: int, n: int):

@@ -25,10 +25,18 @@ from ..io.hub import PUBLISHED_MODELS
 from .calibration import Recalibration
 
 __all__ = ["Locator", "PointStrategy", "POINT_STRATEGIES", "load_weights", "read_model_checkpoint",
-           "checkpoint_kind", "build_checkpoint_model", "Seed", "row_seeds"]
+           "checkpoint_kind", "build_checkpoint_model", "Seed", "row_seeds", "first_seed"]
 
 #: A seed: one int for a batch, ``None`` for fresh randomness, or one int per row.
 Seed = Union[int, None, Sequence[int]]
+
+
+def first_seed(seed: Seed) -> int | None:
+    """The one seed of what is drawn once for a batch (Hutchinson probes): ``seed`` itself, or the
+    first of per-row seeds (0 for none)."""
+    if seed is None or isinstance(seed, int):
+        return seed
+    return int(seed[0]) if len(seed) else 0
 
 
 def row_seeds(seed: int, ids: Sequence[Any]) -> list[int]:
@@ -106,8 +114,7 @@ class Locator:
     def _generator(self, seed: "Seed") -> torch.Generator | None:
         """A generator on the model's device seeded with ``seed`` (``None``: fresh randomness; per-row
         seeds: the first row's, for what is not drawn per row)."""
-        if seed is not None and not isinstance(seed, int):
-            seed = int(seed[0]) if len(seed) else 0
+        seed = first_seed(seed)
         return torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
 
     def _per_row(self, seed: "Seed", rows: int, draw: Callable[[slice, torch.Generator | None], Tensor]) -> Tensor:

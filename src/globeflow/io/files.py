@@ -35,13 +35,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], Any]) -> None:
         # A writer that recreates the file (safetensors writes with 0o600) must not change its mode.
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if e.filename is None and e.strerror:  # a failed write() names no file: name the target
+        if isinstance(e, OSError) and e.filename is None and e.strerror:  # a failed write() names no file
             raise OSError(e.errno, e.strerror, str(path)) from e
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -163,7 +163,7 @@ def resolve_spec(spec: str | os.PathLike) -> HubSource:
         folder = download(repo_id, revision or None, hint="--model DIR (a local copy of the repository)")
         return _describe(folder, _registry_match(folder, repo_id),
                          {"spec": s, "repo_id": repo_id, "revision": revision or "main", **_commit(folder)})
-    if colon and rest and alias not in PUBLISHED_MODELS and _looks_like_alias(s):
+    if _looks_like_alias(s):  # (a published alias with a folder returned above)
         close = difflib.get_close_matches(alias, PUBLISHED_MODELS, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise CheckpointError(f"{alias}: not a published model name{hint}; NAME:DIR loads a local copy of one "

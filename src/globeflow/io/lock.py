@@ -42,7 +42,6 @@ class FolderLock:
         self.folder, self.command = Path(folder), command
         self._fd: int | None = None
         self._created = False
-        self.removed_temps: list[str] = []
 
     def __enter__(self) -> "FolderLock":
         self._created = not self.folder.exists()
@@ -62,7 +61,7 @@ class FolderLock:
                                  "argv": sys.argv[1:], "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
         self._fd = fd
         # Holding the lock, no other writer is alive here: temp files are a killed run's debris.
-        self.removed_temps = remove_stale_temps(self.folder)
+        remove_stale_temps(self.folder)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

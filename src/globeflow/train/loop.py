@@ -226,8 +226,9 @@ def _train(train_data, run_dir, *, model_config, network, kind, cond_drop, emb_d
         raise TrainingError(f"{run_dir} already holds a checkpoint; pass --resume to continue it or choose another --out")
     if model_config is None:
         net = NetworkConfig(cond_dim=info.dim, **(network or {}))
-        model_config = registry.make_config(kind or "rfm", net, {"cond_drop": 0.1 if cond_drop is None else cond_drop,
-                                                                 "emb_dropout": emb_dropout or 0.0, **(head or {})})
+        given = {"cond_drop": cond_drop, "emb_dropout": emb_dropout, **(head or {})}
+        # Settings left at None take the model config's own defaults.
+        model_config = registry.make_config(kind or "rfm", net, {k: v for k, v in given.items() if v is not None})
     if model_config.network.cond_dim != info.dim:
         raise TrainingError(f"{train_data}: embeddings have dimension {info.dim} but the model expects "
                             f"{model_config.network.cond_dim}")

@@ -32,7 +32,7 @@ from ...geo.distance import EARTH_RADIUS_KM
 from ...geo.distributions import LOG_UNIFORM
 from ..calibration import Recalibration
 from ..density import DensityMap, hpd_region, kernel_map
-from ..locator import Locator, Seed
+from ..locator import Locator, Seed, first_seed
 from ..points import best_expected_geoscore
 from .config import AnswerConfig
 from .record import Answer, AreaShare, Guess, Localizability, RegionArea, TopPlace, Truth
@@ -85,7 +85,7 @@ def answer_embeddings(geolocator: Locator, embeddings: torch.Tensor | np.ndarray
     solver = dict(method=config.solver, rtol=config.rtol, atol=config.atol)
     # ``seed``: one int for the batch, or one per row (then an answer never depends on its batch);
     # what is not drawn per row (only Hutchinson probes) takes the first.
-    one_seed = seed if seed is None or isinstance(seed, int) else int(seed[0])
+    one_seed = first_seed(seed)
     latlon, logp = geolocator.sample_with_log_prob(embeddings, config.num_samples, steps=steps, guidance=guidance,
                                                    seed=seed, **solver)
     if config.map.source == "samples":
