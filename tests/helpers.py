@@ -8,6 +8,9 @@ import torch
 
 from globeflow import geo
 from globeflow.data import write_embeddings
+from globeflow.flow import GeoFlowModel, ModelConfig
+from globeflow.flow.network import NetworkConfig
+from globeflow.inference import Geolocator
 
 CENTRES = torch.tensor([[48.0, 2.0], [-33.0, 151.0], [40.0, -74.0], [0.0, 20.0]], dtype=torch.float64)
 KAPPAS = torch.tensor([500.0, 500.0, 50.0, 10.0], dtype=torch.float64)
@@ -27,3 +30,13 @@ def make_rows(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 def write_dataset(path: Path, n: int, seed: int) -> Path:
     latlon, emb, labels = make_rows(n, seed)
     return write_embeddings(path, latlon, emb, metadata={"label": labels.tolist()})
+
+
+def random_geolocator(cond_dim: int = 3):
+    """A small rfm model with random weights large enough to give a density with structure."""
+    torch.manual_seed(0)
+    m = GeoFlowModel(ModelConfig(NetworkConfig(cond_dim=cond_dim, dim=16, depth=2)))
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.4)
+    torch.nn.init.normal_(m.network.final_linear.weight, std=0.05)
+    return Geolocator(m, device="cpu")

@@ -5,24 +5,17 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import random_geolocator
 
 from globeflow import geo
-from globeflow.flow import GeoFlowModel, ModelConfig
-from globeflow.flow.network import NetworkConfig
 from globeflow.geo import EARTH_RADIUS_KM
-from globeflow.inference import Geolocator
 from globeflow.inference.answers import AnswerConfig, answer_images, localizability
 from globeflow.inference.density import MapConfig
 
 
 @pytest.fixture(scope="module")
 def geolocator():
-    torch.manual_seed(0)
-    m = GeoFlowModel(ModelConfig(NetworkConfig(cond_dim=3, dim=16, depth=2)))
-    for p in m.parameters():
-        torch.nn.init.normal_(p, std=0.4)
-    torch.nn.init.normal_(m.network.final_linear.weight, std=0.05)
-    return Geolocator(m, device="cpu")
+    return random_geolocator()
 
 
 EMB = torch.tensor([[0.5, -1.0, 0.3], [-0.7, 0.2, 1.1]])

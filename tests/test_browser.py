@@ -115,3 +115,46 @@ def test_a_bad_file_shows_the_servers_message(browser, tmp_path):
         error = browser.find_element(By.ID, "error")
         WebDriverWait(browser, 30).until(lambda d: error.is_displayed())
         assert "not an image" in error.text
+
+
+def _api_many(url: str, photos: list[Path], **fields) -> dict:
+    files = [("image", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
+    r = httpx.post(f"{url}/api/predict", files=files, data={"guidance": "0", "seed": "0", **fields}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_several_photos_of_one_place_and_the_country_control(browser, tmp_path):
+    photos = [write_jpeg(tmp_path / "street.jpg", (40, 110, 170)), write_jpeg(tmp_path / "church.jpg", (200, 160, 90))]
+    with background_server(tiny_predictor()) as url:
+        browser.get(url)
+        WebDriverWait(browser, 30).until(lambda d: "tiny-test-model" in d.find_element(By.ID, "model-info").text)
+        WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#country-list option"))
+        canvas = browser.find_element(By.ID, "map")
+        browser.find_element(By.ID, "file").send_keys("\n".join(str(p) for p in photos))
+        WebDriverWait(browser, 120).until(lambda d: canvas.get_attribute("data-ready") == "1")
+        fused = _api_many(url, photos)
+        assert _shown(browser) == _expected(fused)
+        shown = [(li.get_attribute("data-source"), float(li.get_attribute("data-bits")))
+                 for li in browser.find_elements(By.CSS_SELECTOR, "#contributions li")]
+        assert shown == [(c["source"], c["information_bits"]) for c in fused["evidence"]["contributions"]]
+        assert "2 photos fused" in browser.find_element(By.ID, "status").text
+        # The country control: restrict to the fused answer's top country; map and answers update.
+        top = next(c for c in fused["countries"] if c["key"])  # a country, not the sea
+        browser.find_element(By.ID, "country-input").send_keys(top["name"])
+        browser.find_element(By.ID, "country-add").click()
+        WebDriverWait(browser, 120).until(lambda d: canvas.get_attribute("data-renders") == "2")
+        within = _api_many(url, photos, within=top["key"])
+        assert _shown(browser) == _expected(within)
+        assert [(b, p) for b, p in _shown(browser)[1]] == [(top["key"], 1.0)]
+        prior = float(browser.find_element(By.ID, "prior-mass").get_attribute("data-prior-mass"))
+        assert prior == pytest.approx(within["evidence"]["prior_mass"])
+        assert [c.get_attribute("data-code") for c in browser.find_elements(By.CSS_SELECTOR, "#constraint-chips li")] \
+            == [top["key"]]
+        browser.save_screenshot(str(ARTIFACTS / "serve_page_fused.png"))
+        # Not the same place: the first photo's own answer, constrained, and no contributions.
+        browser.find_element(By.ID, "same-place").click()
+        WebDriverWait(browser, 120).until(lambda d: canvas.get_attribute("data-renders") == "3")
+        own = _api_many(url, photos[:1], within=top["key"])
+        assert _shown(browser) == _expected(own)
+        assert not browser.find_element(By.ID, "evidence").is_displayed()

@@ -150,13 +150,13 @@ def test_a_full_queue_answers_503_and_recovers():
     """With one slot, a request arriving while another is being answered is refused at once."""
     release = threading.Event()
     predictor = tiny_predictor(max_pending=1)
-    answer = predictor.answer
+    answer = predictor.answer_photos
 
     def slow(*args):
         release.wait(30)
         return answer(*args)
 
-    predictor.answer = slow
+    predictor.answer_photos = slow
     with background_server(predictor) as base, ThreadPoolExecutor(1) as pool:
         first = pool.submit(_post, base, jpeg_bytes())
         while httpx.get(f"{base}/api/health").json()["queue"]["pending"] == 0:
@@ -274,3 +274,37 @@ def test_decoding_memory_is_budgeted_by_mode_and_bit_depth():
         r = _post(base, tiff, name="b.tif")
         assert r.status_code in (400, 413, 422) and "would take about 12 MB" in r.text
         assert _post(base, jpeg_bytes()).status_code == 200
+
+
+def test_several_photos_are_fused_and_constraints_restrict_the_answer(url):
+    photos = [("a.jpg", jpeg_bytes((30, 90, 160))), ("b.jpg", jpeg_bytes((200, 170, 90)))]
+    files = [("image", (n, d, "image/jpeg")) for n, d in photos]
+    r = httpx.post(f"{url}/api/predict", files=files, data={"seed": "1"}, timeout=60)
+    assert r.status_code == 200, r.text
+    fused = r.json()
+    assert [c["source"] for c in fused["evidence"]["contributions"]] == ["a.jpg", "b.jpg"]
+    assert [i["name"] for i in fused["images"]] == ["a.jpg", "b.jpg"]
+    assert all(c["information_bits"] >= 0 for c in fused["evidence"]["contributions"])
+    top = next(c["key"] for c in fused["countries"] if c["key"])  # a country, not the sea
+    r = httpx.post(f"{url}/api/predict", files=files, data={"seed": "1", "within": top}, timeout=60)
+    assert r.status_code == 200, r.text
+    within = r.json()
+    assert [(c["key"], c["probability"]) for c in within["countries"]] == [(top, 1.0)]
+    assert 0 < within["evidence"]["prior_mass"] <= 1
+    assert within["evidence"]["constraints"] == {"within": [top]}
+
+
+@pytest.mark.parametrize("fields, code, message", [
+    ({"within": "QQ"}, "bad_constraints", "no country has the code QQ"),
+    ({"within": "France"}, "bad_constraints", "'FRANCE' is not an ISO 3166"),
+    ({"on_land": "maybe"}, "bad_parameter", "on_land must be 1 or 0"),
+])
+def test_bad_constraints_are_422_naming_the_field(url, fields, code, message):
+    assert message in _error(_post(url, jpeg_bytes(), **fields), 422, code)
+
+
+def test_more_photos_than_the_limit_are_refused(url):
+    files = [("image", (f"{i}.jpg", jpeg_bytes(), "image/jpeg")) for i in range(9)]
+    r = httpx.post(f"{url}/api/predict", files=files, timeout=60)
+    assert r.status_code in (400, 413, 422), r.text
+    assert "error" in r.json()

@@ -28,14 +28,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.embeddings import EmbeddingDataset
-from ..inference.answers import AnswerConfig, answer_images
+from ..inference.answers import AnswerConfig
+from ..inference.evidence import Constraints
 from ..inference.geolocator import Geolocator
 from ..inference.locator import row_seeds
 from ..io.files import atomic_write_text, file_sha256
 from ..io.lock import FolderLock
 from ..viz.maps import density_map_png
 
-__all__ = ["map_to_dir", "row_stem", "write_row"]
+__all__ = ["map_to_dir", "row_stem", "write_row", "flat_answer"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -73,6 +74,32 @@ def write_row(out: Path, stem: str, row_id: Any, report: dict, dmap, levels: tup
     atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2, allow_nan=False))
 
 
+def flat_answer(report: dict[str, Any], top_k: int, countries: int = 3) -> dict[str, Any]:
+    """One table row from an answer dict (missing entries are empty / NaN, so columns line up): the
+    best guess, localizability, credible-region areas, ``top_k`` places and ``countries`` countries."""
+    row: dict[str, Any] = {"lat": report["best_guess"]["lat"], "lon": report["best_guess"]["lon"]}
+    loc = report.get("localizability")
+    row["localizability_bits"] = loc["bits"] if loc else float("nan")
+    regions = {f"area{100 * r['level']:.0f}_km2": r["area_km2"] for r in report.get("credible_regions", [])}
+    row.update(regions)
+    places = report.get("top_k", [])
+    # A place's probability is that of the photo being within this distance of it (not its basin's mass).
+    row["place_radius_km"] = places[0]["radius_km"] if places else float("nan")
+    for i in range(top_k):
+        m = report.get("top_k", [])[i] if i < len(report.get("top_k", [])) else None
+        row[f"place{i + 1}"] = m["place"]["name"] if m else ""
+        row[f"place{i + 1}_country"] = m["country_code"] if m else ""
+        row[f"place{i + 1}_lat"] = m["lat"] if m else float("nan")
+        row[f"place{i + 1}_lon"] = m["lon"] if m else float("nan")
+        row[f"place{i + 1}_probability"] = m["probability"] if m else float("nan")
+        row[f"place{i + 1}_basin_probability"] = m["basin_probability"] if m else float("nan")
+    for i in range(countries):
+        c = report["countries"][i] if i < len(report["countries"]) else None
+        row[f"country{i + 1}"] = c["name"] if c else ""
+        row[f"country{i + 1}_probability"] = c["probability"] if c else float("nan")
+    return row
+
+
 def _index(out: Path, stems: list[str]) -> int:
     rows = []
     for stem in stems:
@@ -105,9 +132,10 @@ def _index(out: Path, stems: list[str]) -> int:
 def map_to_dir(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
                config: AnswerConfig = AnswerConfig(), batch_size: int = 4, limit: int | None = None,
                device: str | None = None, skip_invalid: bool = False, progress: bool = True,
-               seed: int = 0) -> dict[str, Any]:
+               seed: int = 0, constraints: Constraints | None = None) -> dict[str, Any]:
     """``globeflow map RUN DATA --out DIR``; returns a summary (rows written, skipped, resumed).
-    One process at a time writes a folder (:class:`~globeflow.io.lock.FolderLock`)."""
+    One process at a time writes a folder (:class:`~globeflow.io.lock.FolderLock`). ``constraints``
+    restrict every row's answer (:mod:`globeflow.inference.evidence.constraints`)."""
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be >= 1, got {limit}")
     if batch_size < 1:
@@ -123,22 +151,26 @@ def map_to_dir(run: str | os.PathLike, data: str | os.PathLike, out: str | os.Pa
     info = dataset.scan()
     total = info.num_valid if limit is None else min(limit, info.num_valid)
     _refuse_duplicate_ids(dataset, total, data)
-    settings = _settings(geolocator, config, seed)
+    constraints = constraints or Constraints()
+    settings = _settings(geolocator, config, seed, constraints)
     with FolderLock(out, "map"):  # the folder is made only once the inputs are known to be good
         _check_settings(out, settings)
         return _map_rows(geolocator, dataset, info, out, total, config=config, batch_size=batch_size,
-                         progress=progress, seed=seed, t0=t0)
+                         progress=progress, seed=seed, t0=t0, constraints=constraints)
 
 
 #: What a map folder was made with; a resume with another model or other settings is refused.
 SETTINGS_NAME = "map_settings.json"
 
 
-def _settings(geolocator: Geolocator, config: AnswerConfig, seed: int) -> dict[str, Any]:
+def _settings(geolocator: Geolocator, config: AnswerConfig, seed: int, constraints: Constraints) -> dict[str, Any]:
     weights = geolocator.source.get("path")
-    return {"model": {"weights_sha256": file_sha256(weights) if weights else None, "source": str(weights)},
-            "answers": json.loads(json.dumps(dataclasses.asdict(config))), "seed": seed,
-            "calibration": None if geolocator.calibration is None else geolocator.calibration.describe()}
+    out = {"model": {"weights_sha256": file_sha256(weights) if weights else None, "source": str(weights)},
+           "answers": json.loads(json.dumps(dataclasses.asdict(config))), "seed": seed,
+           "calibration": None if geolocator.calibration is None else geolocator.calibration.describe()}
+    if constraints.active:  # (folders made before constraints existed have no entry: the same as none)
+        out["constraints"] = constraints.describe()
+    return out
 
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:
@@ -155,7 +187,7 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
     if before.get("model", {}).get("weights_sha256") != settings["model"]["weights_sha256"]:
         raise ValueError(f"--out {out} was written by another model ({before.get('model', {}).get('source')}); "
                          "its rows would be reported as this model's: choose another --out")
-    changed = sorted(k for k in ("answers", "seed", "calibration") if before.get(k) != settings[k])
+    changed = sorted(k for k in ("answers", "seed", "calibration", "constraints") if before.get(k) != settings.get(k))
     if changed:
         raise ValueError(f"--out {out} was written with other settings ({', '.join(changed)} differ, see "
                          f"{path}); use the same settings to resume, or another --out")
@@ -179,7 +211,8 @@ def _refuse_duplicate_ids(dataset: EmbeddingDataset, total: int, data: str | os.
 
 
 def _map_rows(geolocator: Geolocator, dataset: EmbeddingDataset, info: Any, out: Path, total: int, *,
-              config: AnswerConfig, batch_size: int, progress: bool, seed: int, t0: float) -> dict[str, Any]:
+              config: AnswerConfig, batch_size: int, progress: bool, seed: int, t0: float,
+              constraints: Constraints) -> dict[str, Any]:
     stems: list[str] = []
     written = resumed = 0
     bar = None
@@ -200,10 +233,10 @@ def _map_rows(geolocator: Geolocator, dataset: EmbeddingDataset, info: Any, out:
         if todo:
             idx = np.asarray(todo)
             # Seeded per row (from its id): an answer never depends on its batch or on a resume.
-            results = answer_images(geolocator, batch.embedding[idx], truth=batch.latlon[idx].numpy(),
-                                    config=config, seed=row_seeds(seed, [batch.ids[j] for j in todo]))
-            for j, (report, dmap) in zip(todo, results):
-                write_row(out, row_stem(batch.ids[j]), batch.ids[j], report, dmap, config.levels)
+            answers = geolocator.answer(batch.embedding[idx], truth=batch.latlon[idx].numpy(), config=config,
+                                        seed=row_seeds(seed, [batch.ids[j] for j in todo]), constraints=constraints)
+            for j, a in zip(todo, answers):
+                write_row(out, row_stem(batch.ids[j]), batch.ids[j], a.to_dict(), a.density_map, config.levels)
                 written += 1
         if bar is not None:
             bar.update(keep)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import replace
@@ -30,28 +31,18 @@ from ..io.hub import is_hub_spec
 from .answers import Answer, AnswerConfig, answer_embeddings, override, sample_answers
 from .calibration import Recalibration
 from .density import DensityMap, MapConfig, refine_map
+from .evidence import Constraints, constrain_answers
+from .evidence import fuse as fuse_photos
 from .hub_models import hub_model
 from .locator import POINT_STRATEGIES, Locator, PointStrategy, Seed, read_model_checkpoint
-from .photos import ImageInput, iter_answers, photo_inputs
+from .photos import ImageInput, fuse_inputs, iter_answers, photo_inputs
 from .points import best_expected_geoscore
+from .settings import BEST_GUESS_SAMPLES, BEST_GUESS_STEPS, PHOTO_ANSWERS
 
 __all__ = ["Geolocator", "PHOTO_ANSWERS", "BEST_GUESS_SAMPLES", "BEST_GUESS_STEPS"]
 
-#: The best guess of an rfm model: the best expected GeoScore among 128 samples of RK4 with 8 steps.
-#: On the known-answer task (dim 256) it scores as 256 samples of RK4-16 (2814 vs 2789 on 150 rows,
-#: within noise) at a quarter of the network evaluations (docs/benchmarks.md, "Honest answers").
-BEST_GUESS_SAMPLES, BEST_GUESS_STEPS = 128, 8
-
 #: Rows (images x points) per network call in likelihood solves: bounds memory, keeps batches big.
 _POINTS_PER_CALL = 8192
-
-#: Answers for photos: 128 samples with exact densities and a nside-16 map (~370 km cells, ~700 exact
-#: solves), dopri5 at 1e-4 (interactive; each answer measures and reports its error, and warns above
-#: 0.05 nats; ``globeflow map`` uses 1e-5). Exact solves dominate the cost, so a finer map costs ~4x
-#: per level: ``nside=32`` for more detail, ``globeflow map`` for the full nside-64 maps.
-PHOTO_ANSWERS = AnswerConfig(num_samples=128, top_k=3, rtol=1e-4, atol=1e-4,
-                             map=MapConfig(nside=16, start_nside=4, max_cells=64, exact_top=100))
-
 
 class Geolocator(Locator):
     """A trained generative geolocator (rfm, fm or diffusion) on one device.
@@ -130,20 +121,33 @@ class Geolocator(Locator):
         return encoder
 
     def answer(self, embeddings: Tensor | np.ndarray, *, config: AnswerConfig = AnswerConfig(), seed: Seed = 0,
-               truth: np.ndarray | None = None, progress: bool = False) -> list[Answer]:
+               truth: np.ndarray | None = None, progress: bool = False,
+               constraints: Constraints | None = None) -> list[Answer]:
         """One :class:`~globeflow.inference.answers.Answer` per embedding ``(B, D)``: the full answer
         (places, areas, credible regions, localizability, map) for a model with a density, the best
-        guess and area probabilities of samples otherwise."""
-        if self.has_density:
-            return answer_embeddings(self, embeddings, truth=truth, config=config, seed=seed, progress=progress)
-        return sample_answers(self, embeddings, config, seed)
+        guess and area probabilities of samples otherwise. ``constraints`` restrict each answer to
+        what is known of the place (:mod:`globeflow.inference.evidence.constraints`; rfm models)."""
+        if not self.has_density:
+            if constraints is not None and constraints.active:
+                self.require_density()
+            return sample_answers(self, embeddings, config, seed)
+        answers = answer_embeddings(self, embeddings, truth=truth, config=config, seed=seed, progress=progress)
+        return constrain_answers(answers, constraints, config, seed, self.calibration)
+
+    def unconditional_embedding(self) -> Tensor:
+        if self.model.config.cond_drop == 0.0:  # the zero condition was never trained: no prior
+            raise ValueError("this model was trained without guidance dropout (cond_drop 0), so it has no "
+                             "unconditional density: fusing photos needs that prior")
+        return torch.zeros(1, self.embedding_dim)
 
     def locate(self, images: ImageInput | Sequence[ImageInput], *, top_k: int | None = None,
                guidance: float | None = None, num_samples: int | None = None, steps: int | None = None,
                nside: int | None = None, config: AnswerConfig = PHOTO_ANSWERS, seed: int = 0, batch_size: int = 16,
                workers: int = 2, on_unreadable: Literal["raise", "report"] = "raise",
-               max_pixels: int | None = MAX_PIXELS, progress: bool = False) -> list[Answer]:
-        """Where was each photo taken? One :class:`~globeflow.inference.answers.Answer` per image.
+               max_pixels: int | None = MAX_PIXELS, progress: bool = False, fuse: bool = False,
+               constraints: Constraints | None = None) -> list[Answer] | Answer:
+        """Where was each photo taken? One :class:`~globeflow.inference.answers.Answer` per image, or
+        with ``fuse=True`` one for all, taken at one place (:func:`~globeflow.inference.evidence.fuse`).
 
         Args:
             images: a path, a PIL image, encoded bytes, a ``uint8`` array (H, W, 3), an
@@ -157,11 +161,18 @@ class Geolocator(Locator):
                 :class:`~globeflow.data.images.UnreadableImageError` for a bad file), or ``"report"`` it
                 as an answer whose ``error`` says why (``answer.ok`` is False).
             max_pixels: larger images are refused before decoding (decompression bombs).
+            fuse: one fused answer (unreadable photos, with "report", are listed in ``evidence["skipped"]``).
+            constraints: what is known of the place (countries, a box, land only, ...).
         """
         config = override(config, top_k=top_k, guidance=guidance, num_samples=num_samples, steps=steps, nside=nside)
         inputs = photo_inputs(images, max_pixels=max_pixels)
-        answers = iter_answers(self.image_encoder(), self.answer, inputs, config=config, seed=seed,
+        if fuse:
+            return fuse_inputs(functools.partial(fuse_photos, self, config=config, seed=seed, constraints=constraints,
+                                                 progress=progress), self.image_encoder(), inputs,
                                batch_size=batch_size, workers=workers, on_unreadable=on_unreadable)
+        answers = iter_answers(self.image_encoder(), functools.partial(self.answer, constraints=constraints), inputs,
+                               config=config, seed=seed, batch_size=batch_size, workers=workers,
+                               on_unreadable=on_unreadable)
         out = []
         with tqdm(total=len(inputs), desc="locate", unit="photo", disable=not progress) as bar:
             for a in answers:
@@ -304,10 +315,7 @@ class Geolocator(Locator):
                              atol: float = 1e-5) -> tuple[Tensor, Tensor]:
         """Samples and their exact log-densities from one forward solve (see
         :func:`globeflow.flow.likelihood.sample_log_prob_ode`; ``method``, ``rtol``, ``atol`` as in
-        :meth:`log_prob`).
-
-        Returns:
-            ``latlon (B, S, 2)`` degrees and ``log_prob (B, S)`` (nats per ``units``), on the CPU.
+        :meth:`log_prob`). Returns ``latlon (B, S, 2)`` degrees and ``log_prob (B, S)`` (nats per ``units``), on the CPU.
         """
         self._check_likelihood_args(units)
         if num_samples < 1:

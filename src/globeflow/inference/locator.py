@@ -165,6 +165,11 @@ class Locator:
         """Samples ``(B, S, 2)`` degrees with their exact log-densities ``(B, S)``, on the CPU."""
         raise NotImplementedError
 
+    def unconditional_embedding(self) -> Tensor:
+        """The ``(1, D)`` condition whose density is the training prior ``p(x)`` (what fusing photos
+        divides out); models without one raise ``ValueError``."""
+        raise ValueError(f"a {self.config.kind} model has no unconditional density, which fusing photos needs")
+
     def density_maps(self, embeddings: Tensor | np.ndarray, config: Any = None, **kwargs: Any) -> list[Any]:
         """Coarse-to-fine HEALPix density maps, one per embedding (flow models with a density)."""
         raise ValueError(f"density maps need an rfm flow model, not a {self.config.kind} model")

@@ -23,7 +23,7 @@ from ..data.encoders import Encoder
 from ..data.images.records import MAX_PIXELS, ImageRecord, UnreadableImageError, decode_image
 from .answers import Answer, AnswerConfig
 
-__all__ = ["ImageInput", "PhotoInput", "photo_inputs", "iter_answers"]
+__all__ = ["ImageInput", "PhotoInput", "photo_inputs", "iter_answers", "embed_inputs", "fuse_inputs"]
 
 #: What :meth:`Geolocator.locate <globeflow.inference.geolocator.Geolocator.locate>` accepts per image.
 ImageInput = Union[str, os.PathLike, Image.Image, bytes, np.ndarray, ImageRecord]
@@ -100,3 +100,31 @@ def iter_answers(encoder: Encoder, answer: Callable[..., list[Answer]], inputs: 
                 yield replace(next(found), source=item.source)
             else:
                 yield Answer(source=item.source, error=next(reasons)[1])
+
+
+def embed_inputs(encoder: Encoder, inputs: Sequence[PhotoInput], *, batch_size: int = 16, workers: int = 2,
+                 on_unreadable: Literal["raise", "report"] = "raise"
+                 ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+    """All of ``inputs`` embedded: ``(embeddings (n, D) of the readable ones, their sources, [(source,
+    reason)] of the unreadable ones)`` (``"raise"`` raises on the first unreadable one instead)."""
+    if on_unreadable not in ("raise", "report"):
+        raise ValueError(f"on_unreadable must be 'raise' or 'report', got {on_unreadable!r}")
+    kept, emb, skipped = embed_records(list(inputs), encoder, batch_size=batch_size, workers=workers,
+                                       errors="raise" if on_unreadable == "raise" else "skip")
+    names = [inputs[int(j)].source for j in kept]
+    return np.asarray(emb), names, list(skipped)
+
+
+def fuse_inputs(fuse: Callable[..., Answer], encoder: Encoder, inputs: Sequence[PhotoInput], *,
+                batch_size: int = 16, workers: int = 2, on_unreadable: Literal["raise", "report"] = "raise") -> Answer:
+    """Photos of one place embedded and fused into one answer, ``fuse(embeddings, sources=names)``; with
+    ``on_unreadable="report"`` the unreadable ones are left out and listed in ``evidence["skipped"]``."""
+    emb, names, skipped = embed_inputs(encoder, inputs, batch_size=batch_size, workers=workers,
+                                       on_unreadable=on_unreadable)
+    if not names:
+        raise ValueError(f"none of the {len(inputs)} photos could be read: nothing to fuse")
+    answer = fuse(emb, sources=names)
+    if skipped:
+        answer = replace(answer, evidence={**(answer.evidence or {}),
+                                           "skipped": [{"source": s, "error": e} for s, e in skipped]})
+    return answer

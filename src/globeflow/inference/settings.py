@@ -1,6 +1,7 @@
 """The settings of a point prediction and of a log-density, as frozen configs: what ``globeflow
 predict``, ``evaluate`` and ``log-prob`` take (their options are generated from these fields) and what
-:meth:`Locator.predict` and :meth:`Locator.log_prob` receive."""
+:meth:`Locator.predict` and :meth:`Locator.log_prob` receive; and the presets of photo answers and
+best guesses."""
 
 from __future__ import annotations
 
@@ -8,9 +9,24 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..flow.sampling import PROTOCOLS
+from .answers import AnswerConfig
+from .density import MapConfig
 from .locator import POINT_STRATEGIES
 
-__all__ = ["PointConfig", "LogProbConfig"]
+__all__ = ["PointConfig", "LogProbConfig", "PHOTO_ANSWERS", "BEST_GUESS_SAMPLES", "BEST_GUESS_STEPS"]
+
+#: The best guess of an rfm model: the best expected GeoScore among 128 samples of RK4 with 8 steps.
+#: On the known-answer task (dim 256) it scores as 256 samples of RK4-16 (2814 vs 2789 on 150 rows,
+#: within noise) at a quarter of the network evaluations (docs/benchmarks.md, "Honest answers").
+BEST_GUESS_SAMPLES, BEST_GUESS_STEPS = 128, 8
+
+#: Answers for photos: 128 samples with exact densities and a nside-16 map (~370 km cells, ~700 exact
+#: solves), dopri5 at 1e-4 (interactive; each answer measures and reports its error, and warns above
+#: 0.05 nats; ``globeflow map`` uses 1e-5). Exact solves dominate the cost, so a finer map costs ~4x
+#: per level: ``nside=32`` for more detail, ``globeflow map`` for the full nside-64 maps.
+PHOTO_ANSWERS = AnswerConfig(num_samples=128, top_k=3, rtol=1e-4, atol=1e-4,
+                             map=MapConfig(nside=16, start_nside=4, max_cells=64, exact_top=100))
+
 
 
 @dataclass(frozen=True)

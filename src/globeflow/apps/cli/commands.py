@@ -24,6 +24,7 @@ from ...flow.network import NetworkConfig
 from ...inference.answers import AnswerConfig, override
 from ...inference.calibration import CalibrationError
 from ...inference.density import MapConfig
+from ...inference.evidence import Constraints
 from ...inference.geolocator import PHOTO_ANSWERS
 from ...inference.settings import LogProbConfig, PointConfig
 from ...io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
@@ -37,6 +38,7 @@ from ..calibrate import calibrate_to_dir
 from ..demos.blue_marble import demo_model, run_blue_marble_demo
 from ..demos.known_answer import run_demo
 from ..export import export_model
+from ..groups import predict_groups_to_file
 from ..mapping import map_to_dir
 from ..photos import predict_photos_to_file
 from ..predict import log_prob_to_file, predict_to_file
@@ -104,28 +106,65 @@ def _is_embedding_dataset(paths: list[str]) -> bool:
 def _cmd_predict(a: argparse.Namespace) -> int:
     _split_model(a, max_data=None)
     for out in (a.out, getattr(a, "maps", None)):
-        refuse_overwrite(out, data=[*a.data, getattr(a, "labels", None)], models=[a.run])
+        refuse_overwrite(out, data=[*a.data, getattr(a, "labels", None), a.within_geojson], models=[a.run])
     if not _is_embedding_dataset(a.data):
         return _predict_photos(a)
+    constraints = _constraints(a)
+    if a.group_by is not None or a.fuse or constraints.active:
+        return _predict_groups(a, constraints)
     summary = predict_to_file(a.run, a.data[0], a.out, batch_size=a.batch_size, device=a.device,
                               skip_invalid=a.skip_invalid, **config_from(a, PointConfig).predict_kwargs(a.seed))
     print(json.dumps(summary))
     return 0
 
 
-def _predict_photos(a: argparse.Namespace) -> int:
+def _constraints(a: argparse.Namespace) -> Constraints:
+    """The command's constraints, with their country codes checked before any work is done."""
+    constraints = config_from(a, Constraints)
+    if constraints.active:
+        constraints.check_known()
+    return constraints
+
+
+def _answer_config(a: argparse.Namespace, what: str) -> AnswerConfig:
+    """The photo answers' settings with the command's overrides (full answers: photos, groups)."""
     if a.top_k < 0:
         raise ValueError(f"--top-k must be >= 0, got {a.top_k}")
     if a.protocol != "globeflow" or a.strategy is not None:
-        raise ValueError("--protocol and --point apply to embedding datasets; photo answers draw samples with "
-                         "exact densities (rfm) and report the best guess, top places and regions")
+        raise ValueError(f"--protocol and --point apply to point predictions of embedding datasets; {what} draw "
+                         "samples with exact densities (rfm) and report the best guess, top places and regions")
     # --steps 0 keeps the photo answers' steps, as before.
-    config = override(PHOTO_ANSWERS, top_k=a.top_k, nside=a.nside, num_samples=a.num_samples, guidance=a.guidance,
-                      steps=a.steps or None)
+    return override(PHOTO_ANSWERS, top_k=a.top_k, nside=a.nside, num_samples=a.num_samples, guidance=a.guidance,
+                    steps=a.steps or None)
+
+
+def _check_weight(a: argparse.Namespace) -> None:
+    if not 0.0 <= a.redundancy <= 1.0:
+        raise ValueError(f"--redundancy must be in [0, 1], got {a.redundancy:g}")
+
+
+def _predict_groups(a: argparse.Namespace, constraints: Constraints) -> int:
+    _check_weight(a)
+    if a.fuse and a.group_by is not None:
+        raise ValueError("--fuse (all rows one place) and --group-by (one place per value) exclude each other")
+    config = _answer_config(a, "--fuse, --group-by and constraints")
+    summary = predict_groups_to_file(a.run, a.data[0], a.out, group_by=a.group_by, fuse=a.fuse, config=config,
+                                     constraints=constraints, maps_dir=a.maps, device=a.device,
+                                     skip_invalid=a.skip_invalid, seed=a.seed, redundancy=a.redundancy)
+    print(json.dumps(summary))
+    return 0
+
+
+def _predict_photos(a: argparse.Namespace) -> int:
+    _check_weight(a)
+    if a.fuse and a.group_by is not None:
+        raise ValueError("--fuse (all photos one place) and --group-by (one place per value) exclude each other")
+    config = _answer_config(a, "photo answers")
     summary = predict_photos_to_file(a.run, a.data[0] if len(a.data) == 1 else a.data, a.out, kind=a.image_kind,
                                      labels=a.labels, encoder=a.encoder, encoder_path=a.encoder_path,
                                      config=config, maps_dir=a.maps, batch_size=min(a.batch_size, 16),
-                                     device=a.device, seed=a.seed)
+                                     device=a.device, seed=a.seed, constraints=_constraints(a),
+                                     group_by=a.group_by, fuse=a.fuse, redundancy=a.redundancy)
     for where, why in summary.pop("skipped_list")[:20]:
         print(f"globeflow: skipped {where}: {why}", file=sys.stderr)
     print(json.dumps(summary))
@@ -167,7 +206,8 @@ def _cmd_map(a: argparse.Namespace) -> int:
     refuse_overwrite(a.out, data=[a.data], models=[a.run])
     config = config_from(a, AnswerConfig, map=config_from(a, MapConfig))
     summary = map_to_dir(a.run, a.data, a.out, config=config, batch_size=a.batch_size, limit=a.limit,
-                         device=a.device, skip_invalid=a.skip_invalid, progress=not a.no_progress, seed=a.seed)
+                         device=a.device, skip_invalid=a.skip_invalid, progress=not a.no_progress, seed=a.seed,
+                         constraints=_constraints(a))
     print(json.dumps(summary))
     return 0
 

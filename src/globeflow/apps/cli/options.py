@@ -5,7 +5,7 @@ A config field becomes ``--field-name`` with its type (``int``, ``float``, ``str
 ``Literal`` as choices, ``X | None``), its default (the dataclass's, or a preset instance's) and the
 help text in its metadata (``field(metadata={"help": ...})``). Metadata ``"cli": False`` keeps a field
 off the command line (set by the data or by another option); ``"flag"`` renames it, ``"choices"``
-restricts it. :func:`config_from` reads the options back into the config, so a setting added to a
+restricts it, ``"parse"`` reads a tuple-valued field from one text (``"FR,DE"`` -> ``("FR", "DE")``). :func:`config_from` reads the options back into the config, so a setting added to a
 config appears on the command line without another line of CLI code.
 """
 
@@ -47,6 +47,17 @@ def finite_float(text: str) -> float:
     return value
 
 
+def _parsed(parse: Any) -> Any:
+    """An argparse type from a field's ``parse`` function: its ``ValueError`` names the option."""
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
 def _flag(field: dataclasses.Field) -> str:
     return field.metadata.get("flag", "--" + field.name.replace("_", "-"))
 
@@ -84,10 +95,11 @@ def add_config(group: argparse._ActionsContainer, cls: type, *, base: Any = None
             group.add_argument(_flag(f), dest=f.name, action="store_true" if not default else "store_false",
                                default=default, help=text)
             continue
-        shown = f" (default {default})" if default is not None else ""
-        group.add_argument(_flag(f), dest=f.name, type=finite_float if kind is float else kind, choices=choices,
-                           default=default,
-                           help=(text + shown) if text else None)
+        parse = f.metadata.get("parse")
+        shown = f" (default {default})" if default not in (None, ()) else ""
+        group.add_argument(_flag(f), dest=f.name, type=_parsed(parse) if parse else (finite_float if kind is float
+                                                                                      else kind),
+                           choices=choices, default=default, help=(text + shown) if text else None)
 
 
 def config_from(args: argparse.Namespace, cls: type[T], *, base: Any = None, **fixed: Any) -> T:

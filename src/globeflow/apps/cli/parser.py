@@ -14,6 +14,7 @@ from ...flow.model import ModelConfig
 from ...flow.network import NetworkConfig
 from ...inference.answers import AnswerConfig
 from ...inference.density import MapConfig
+from ...inference.evidence import Constraints
 from ...inference.geolocator import PHOTO_ANSWERS
 from ...inference.settings import LogProbConfig, PointConfig
 from ...train.config import TrainConfig
@@ -67,6 +68,18 @@ def _predict(sub: argparse._SubParsersAction) -> None:
     add_config(ph, MapConfig, base=PHOTO_ANSWERS.map, only=("nside",),
                helps={"nside": "HEALPix resolution of each photo's density map (32 and 64 cost ~4x and ~16x)"})
     ph.add_argument("--maps", default=None, help="folder for each photo's density map (PNG, npz, GeoJSON, JSON)")
+    ev = p.add_argument_group("evidence (full answers, rfm models: several photos of one place, and what is known "
+                              "of the place)")
+    ev.add_argument("--fuse", action="store_true", help="all photos (rows) were taken at one place: one fused answer")
+    ev.add_argument("--group-by", default=None, metavar="COLUMN",
+                    help="rows sharing a value of COLUMN (a labels-CSV column for photos, a column of an embedding "
+                         "dataset) were taken at one place: one fused answer per value")
+    ev.add_argument("--redundancy", type=finite_float, default=0.0, metavar="RHO",
+                    help="how much the photos of a place repeat each other, in [0, 1]: 0 (default) treats them as "
+                         "independent given the place (the product formula), 1 as copies of one photo; n photos "
+                         "count as n / (1 + RHO (n - 1)). Fit it on held-out groups of your kind of photos "
+                         "(benchmarks/evidence.py)")
+    add_config(ev, Constraints)
 
 
 def _evaluate(sub: argparse._SubParsersAction) -> None:
@@ -99,6 +112,7 @@ def _map(sub: argparse._SubParsersAction) -> None:
     mp.add_argument("--out", required=True, help="output folder: <id>.json/.png/.npz/.geojson per row, index.csv")
     add_config(mp.add_argument_group("answers"), AnswerConfig)
     add_config(mp.add_argument_group("map"), MapConfig)
+    add_config(mp.add_argument_group("constraints (what is known of the place)"), Constraints)
     mp.add_argument("--limit", type=int, default=None, help="only the first N valid rows")
     add_run_options(mp, "batch_size", "seed", "skip_invalid", "device", "no_progress", batch_size=4)
 

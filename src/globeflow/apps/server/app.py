@@ -28,7 +28,9 @@ from starlette.requests import ClientDisconnect
 
 from ..._version import __version__
 from ...data.images.records import UnreadableImageError
-from .assets import world_outlines_json
+from ...inference.evidence import Constraints, NoAllowedMass
+from ...inference.evidence.constraints import parse_codes
+from .assets import countries_json, world_outlines_json
 from .predictor import Predictor
 from .work import Busy, WorkQueue
 
@@ -59,7 +61,7 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_form(request: Request, limit: int, timeout: float) -> FormData:
+async def _read_form(request: Request, limit: int, timeout: float, max_files: int = 1) -> FormData:
     """The multipart form, refusing bodies over ``limit`` (+ envelope) without reading them whole."""
     cap = limit + FORM_OVERHEAD
     length = request.headers.get("content-length")
@@ -76,7 +78,8 @@ async def _read_form(request: Request, limit: int, timeout: float) -> FormData:
         return message
 
     try:
-        return await asyncio.wait_for(Request(request.scope, receive).form(max_files=1, max_fields=8), timeout)
+        return await asyncio.wait_for(Request(request.scope, receive).form(max_files=max_files, max_fields=12),
+                                      timeout)
     except _TooLarge:
         raise ApiError(413, "upload_too_large", f"upload exceeds the limit of {limit} bytes") from None
     except asyncio.TimeoutError:
@@ -102,6 +105,25 @@ def _number(form: FormData, request: Request, name: str, default: float, low: fl
 def _short(value: Any, limit: int = 40) -> str:
     text = repr(str(value))
     return text if len(text) <= limit else text[:limit] + "...'"
+
+
+def _constraints(form: FormData, request: Request) -> Constraints:
+    """What the request says is known of the place: ``within`` / ``exclude`` (comma-separated ISO
+    country codes) and ``on_land`` (1/true); a bad value is a 422 naming it."""
+    def text(name: str) -> str:
+        return str(form.get(name, request.query_params.get(name, "")) or "")
+
+    land = text("on_land").strip().lower()
+    if land not in ("", "0", "1", "true", "false"):
+        raise ApiError(422, "bad_parameter", f"on_land must be 1 or 0, got {_short(land)}")
+    try:
+        constraints = Constraints(within=parse_codes(text("within")), exclude=parse_codes(text("exclude")),
+                                  on_land=land in ("1", "true"))
+        if constraints.active:
+            constraints.check_known()
+    except ValueError as exc:
+        raise ApiError(422, "bad_constraints", str(exc).replace("--", "")) from None
+    return constraints
 
 
 def create_app(predictor: Predictor) -> FastAPI:
@@ -147,12 +169,17 @@ def create_app(predictor: Predictor) -> FastAPI:
         return Response(world_outlines_json(), media_type="application/json",
                         headers={"Cache-Control": "public, max-age=86400"})
 
+    @app.get("/assets/countries.json", include_in_schema=False)
+    async def countries() -> Response:
+        return Response(countries_json(), media_type="application/json",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
     @app.get("/api/health", summary="Liveness, the model and the queue")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "model": predictor.describe(),
                 "queue": {"pending": queue.pending, "max_pending": queue.max_pending, "completed": queue.completed},
                 "limits": {"max_upload_bytes": config.max_upload_bytes, "max_pixels": config.max_pixels,
-                           "max_guidance": config.max_guidance}}
+                           "max_guidance": config.max_guidance, "max_photos": config.max_photos}}
 
     @app.post("/api/predict", summary="Where was this photo taken?", openapi_extra=_PREDICT_SCHEMA,
               responses={413: {"description": "upload or image too large"}, 415: {"description": "not an image"},
@@ -161,19 +188,28 @@ def create_app(predictor: Predictor) -> FastAPI:
     async def predict(request: Request) -> JSONResponse:
         try:
             async with queue.slot():
-                form = await _read_form(request, config.max_upload_bytes, config.read_timeout_s)
-                upload = form.get("image")
-                if not isinstance(upload, UploadFile):
-                    raise ApiError(422, "missing_image", "send the photo as the multipart form field 'image'")
+                form = await _read_form(request, config.max_upload_bytes * config.max_photos, config.read_timeout_s,
+                                        max_files=config.max_photos)
+                uploads = form.getlist("image")
+                if not uploads or not all(isinstance(u, UploadFile) for u in uploads):
+                    raise ApiError(422, "missing_image", "send the photo as the multipart form field 'image' "
+                                                         "(several 'image' fields: photos of one place, fused)")
                 guidance = _number(form, request, "guidance", 0.0, 0.0, config.max_guidance)
                 seed = int(_number(form, request, "seed", 0, 0, 2**31 - 1, integer=True))
-                data = await upload.read(config.max_upload_bytes + 1)
-                if len(data) > config.max_upload_bytes:
-                    raise ApiError(413, "upload_too_large", f"image exceeds the limit of {config.max_upload_bytes} bytes")
-                if not data:
-                    raise ApiError(422, "empty_image", "the uploaded file is empty")
-                name = upload.filename or "upload"
-                answer = await queue.run(predictor.answer, data, name, guidance, seed)
+                constraints = _constraints(form, request)
+                photos = []
+                for upload in uploads:
+                    name = upload.filename or "upload"
+                    data = await upload.read(config.max_upload_bytes + 1)
+                    if len(data) > config.max_upload_bytes:
+                        raise ApiError(413, "upload_too_large",
+                                       f"{name} exceeds the limit of {config.max_upload_bytes} bytes")
+                    if not data:
+                        raise ApiError(422, "empty_image", f"{name}: the uploaded file is empty")
+                    photos.append((data, name))
+                answer = await queue.run(predictor.answer_photos, photos, guidance, seed, constraints)
+        except NoAllowedMass as exc:
+            raise ApiError(422, "constraints_contradict_photo", str(exc)) from None
         except Busy as exc:
             return _error(503, "busy", f"the server is busy ({exc}); retry in a moment", {"Retry-After": "1"})
         except ClientDisconnect:
@@ -195,7 +231,12 @@ def create_app(predictor: Predictor) -> FastAPI:
 _PREDICT_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],
     "properties": {
-        "image": {"type": "string", "format": "binary", "description": "the photo (JPEG, PNG, WebP, BMP, TIFF)"},
+        "image": {"type": "array", "items": {"type": "string", "format": "binary"},
+                  "description": "the photo (JPEG, PNG, WebP, BMP, TIFF); several: photos of one place, fused "
+                                 "into one answer (evidence.contributions says what each added)"},
+        "within": {"type": "string", "description": "only these countries: comma-separated ISO codes, e.g. FR,DE"},
+        "exclude": {"type": "string", "description": "not these countries (ISO codes)"},
+        "on_land": {"type": "string", "enum": ["0", "1"], "description": "1: only on land"},
         "guidance": {"type": "number", "minimum": 0, "default": 0,
                      "description": "classifier-free guidance scale w: 0 is the calibrated density, larger is sharper"},
         "seed": {"type": "integer", "minimum": 0, "default": 0, "description": "random seed of the samples"},

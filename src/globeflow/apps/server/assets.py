@@ -8,9 +8,9 @@ import json
 import numpy as np
 import shapely
 
-from ...geo.places import country_outlines
+from ...geo.places import country_name, country_outlines, known_country_codes
 
-__all__ = ["world_outlines_json"]
+__all__ = ["world_outlines_json", "countries_json"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -24,3 +24,10 @@ def world_outlines_json(tolerance_deg: float = 0.1, digits: int = 2) -> bytes:
         if len(coords) >= 3:
             rings.append(coords.tolist())
     return json.dumps({"type": "rings", "crs": "lon/lat degrees", "rings": rings}, separators=(",", ":")).encode()
+
+
+@functools.lru_cache(maxsize=None)
+def countries_json() -> bytes:
+    """The countries a constraint may name, ``[{"code", "name"}]`` sorted by name, JSON bytes."""
+    rows = sorted(({"code": c, "name": country_name(c)} for c in known_country_codes()), key=lambda r: r["name"])
+    return json.dumps({"countries": rows}, separators=(",", ":")).encode()

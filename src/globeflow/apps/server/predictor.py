@@ -13,7 +13,7 @@ import dataclasses
 import io
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -23,7 +23,9 @@ from ...data.encoders import Encoder
 from ...data.images.records import decode_image
 from ...inference.answers import AnswerConfig
 from ...inference.density import DensityMap, MapConfig
+from ...inference.evidence import Constraints, fuse
 from ...inference.geolocator import Geolocator
+from ...inference.photos import embed_inputs, photo_inputs
 from ...viz.maps import DYNAMIC_RANGE_NATS, sample_plate_carree
 from .assets import world_outlines_json
 
@@ -44,6 +46,8 @@ class ServeConfig:
     #: Seconds a client may take to send its upload (a slow client holds a slot meanwhile); then 408.
     read_timeout_s: float = field(default=30.0, metadata={"help": "seconds an upload may take (then 408)"})
     max_guidance: float = field(default=10.0, metadata={"help": "largest guidance scale a request may ask for"})
+    #: Photos one request may send to be fused (several photos of one place); each costs about one answer.
+    max_photos: int = field(default=8, metadata={"help": "photos one request may fuse (several photos of one place)"})
     #: Memory an image may take while it is decoded and converted, estimated from its header (mode,
     #: bit depth, size) before decoding: a 49 Mpx float TIFF of 315 KB needed ~1.1 GB.
     max_decode_mb: int = field(default=512, metadata={"help": "largest memory (MB) an image may take to decode, "
@@ -67,7 +71,8 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         require_finite(self)
-        for name in ("max_upload_bytes", "max_pixels", "max_pending", "grid_width", "max_decode_mb", "max_connections"):
+        for name in ("max_upload_bytes", "max_pixels", "max_pending", "grid_width", "max_decode_mb", "max_connections",
+                     "max_photos"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("read_timeout_s", "header_timeout_s", "keep_alive_s"):
@@ -110,14 +115,32 @@ class Predictor:
         self.answer(buf.getvalue(), "warm-up.png")
         world_outlines_json()
 
-    def answer(self, data: bytes, source: str, guidance: float = 0.0, seed: int = 0) -> dict[str, Any]:
+    def answer(self, data: bytes, source: str, guidance: float = 0.0, seed: int = 0,
+               constraints: Constraints | None = None) -> dict[str, Any]:
         """Answer for one encoded image; raises ``UnreadableImageError`` for a bad one."""
+        return self.answer_photos([(data, source)], guidance, seed, constraints)
+
+    def answer_photos(self, photos: Sequence[tuple[bytes, str]], guidance: float = 0.0, seed: int = 0,
+                      constraints: Constraints | None = None) -> dict[str, Any]:
+        """One answer for encoded images ``[(bytes, name)]``: one photo's own, or several photos of
+        one place fused, each restricted to ``constraints``; raises ``UnreadableImageError`` for a bad one."""
         t0 = time.perf_counter()
-        image = decode_image(data, source, self.config.max_pixels, max_bytes=self.config.max_decode_mb * 2**20)
+        limit = self.config.max_decode_mb * 2**20
+        images = [decode_image(data, source, self.config.max_pixels, max_bytes=limit) for data, source in photos]
         config = dataclasses.replace(self.config.answers, guidance=guidance)
-        answer = self.locator.locate([image], config=config, seed=seed)[0]
-        out: dict[str, Any] = {"model": self.describe(), "image": {"name": source, "width": image.width,
-                                                                   "height": image.height}}
+        if len(images) == 1:
+            answer = self.locator.locate(images, config=config, seed=seed, constraints=constraints)[0]
+        else:
+            emb, _, _ = embed_inputs(self.encoder, photo_inputs(images))
+            # The photos' own names, so that the contributions and warnings say which photo is which.
+            answer = fuse(self.locator, emb, config=config, seed=seed, constraints=constraints,
+                                       sources=[name for _, name in photos])
+        first = images[0]
+        out: dict[str, Any] = {"model": self.describe(), "image": {"name": photos[0][1], "width": first.width,
+                                                                   "height": first.height}}
+        if len(images) > 1:
+            out["images"] = [{"name": name, "width": im.width, "height": im.height}
+                             for (_, name), im in zip(photos, images)]
         out.update(answer.to_dict())
         if answer.density_map is not None:
             out["density"] = density_grid(answer.density_map, self.config.grid_width)

@@ -55,10 +55,11 @@ country within 1,000 km (Heard Island, most of Antarctica, ...) has just ``cc`` 
 city levels.
 """
 
-from .areas import area_keys, area_probabilities
-from .borders import country_codes, country_outlines
+from .areas import area_keys, area_probabilities, known_region_keys
+from .borders import country_boundary_points, country_codes, country_outlines, known_country_codes
 from .common import KEY_SEPARATOR, LEVELS, SEA_KEY, SEA_NAME, Place, country_name
 from .gazetteer import reverse_geocode
 
 __all__ = ["LEVELS", "SEA_KEY", "SEA_NAME", "KEY_SEPARATOR", "Place", "reverse_geocode", "country_codes",
-           "country_name", "area_keys", "area_probabilities", "country_outlines"]
+           "country_name", "area_keys", "area_probabilities", "country_outlines",
+           "known_country_codes", "country_boundary_points", "known_region_keys"]

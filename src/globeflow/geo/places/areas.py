@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ from .borders import country_codes
 from .common import LEVELS, SEA_KEY, SEA_NAME, _check_latlon, _join, _xyz, country_name
 from .gazetteer import _gazetteer
 
-__all__ = ["area_keys", "area_probabilities"]
+__all__ = ["area_keys", "area_probabilities", "known_region_keys"]
 
 
 def _check_level(level: str) -> str:
@@ -110,3 +111,11 @@ def _check_weights(weights: np.ndarray | None, n: int) -> np.ndarray:
     if total <= 0:
         raise ValueError("weights sum to 0: no probability mass to share")
     return w / total
+
+
+@functools.lru_cache(maxsize=None)
+def known_region_keys() -> frozenset[str]:
+    """Every region key a point can have (``"admin1, CC"`` of some GeoNames place; ``"CC"`` where
+    the place has no admin1)."""
+    gaz = _gazetteer()
+    return frozenset(_join([str(a), str(c)]) for a, c in zip(gaz.admin1, gaz.cc))

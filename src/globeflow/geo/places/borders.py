@@ -12,7 +12,7 @@ import shapely
 from .common import _CODE_OVERRIDES, _EDGE_NUDGE_DEG, SEA_KEY, _check_latlon, _xyz
 from .gazetteer import _gazetteer
 
-__all__ = ["country_codes", "country_outlines"]
+__all__ = ["country_codes", "country_outlines", "known_country_codes", "country_boundary_points"]
 
 
 @dataclass(frozen=True)
@@ -167,3 +167,21 @@ def country_codes(latlon: np.ndarray) -> np.ndarray:
     borders = _borders()
     part = _part_of(borders.tree, lat, lon)
     return np.where(part >= 0, borders.codes[np.maximum(part, 0)], SEA_KEY).astype(borders.codes.dtype)
+
+
+def known_country_codes() -> frozenset[str]:
+    """The ISO 3166 alpha-2 codes that some country polygon carries (what :func:`country_codes` can return)."""
+    return frozenset(str(c) for c in _borders().codes if c)
+
+
+def country_boundary_points(codes: frozenset[str] | None = None) -> np.ndarray:
+    """The vertices of the polygon parts of the given countries (all countries when ``None``: every
+    coastline and border), ``(M, 2)`` (lat, lon) degrees. Natural Earth 1:10m vertices lie a few km
+    apart, so every grid cell a border crosses holds some of them (what a region mask refines)."""
+    borders = _borders()
+    keep = np.ones(len(borders.codes), dtype=bool) if codes is None else np.isin(borders.codes, sorted(codes))
+    parts = borders.tree.geometries[np.flatnonzero(keep)]
+    # Densified to 0.05 degrees (~5 km): a long straight border segment still marks every cell it crosses.
+    lonlat = (shapely.get_coordinates(shapely.segmentize(shapely.boundary(parts), 0.05)) if len(parts)
+              else np.empty((0, 2)))
+    return np.ascontiguousarray(lonlat[:, ::-1])

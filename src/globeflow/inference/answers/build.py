@@ -37,7 +37,7 @@ from ..points import best_expected_geoscore
 from .config import AnswerConfig
 from .record import Answer, AreaShare, Guess, Localizability, RegionArea, TopPlace, Truth
 
-__all__ = ["localizability", "answer_embeddings", "answer_images", "sample_answers"]
+__all__ = ["localizability", "answer_embeddings", "answer_images", "sample_answers", "assemble_answer"]
 
 _BEST = "highest expected GeoScore among samples"
 
@@ -114,7 +114,7 @@ def answer_embeddings(geolocator: Locator, embeddings: torch.Tensor | np.ndarray
     answers = []
     for b, dmap in enumerate(maps):
         known = truth is not None and bool(np.isfinite(truth[b]).all())
-        answers.append(_answer(dmap, latlon[b].numpy(), logp[b].numpy(), checks[b], geoscore_best[b].tolist(),
+        answers.append(assemble_answer(dmap, latlon[b].numpy(), logp[b].numpy(), checks[b], geoscore_best[b].tolist(),
                                truth[b] if known else None, float(truth_lp[b]) if known else None, config,
                                {**settings, "seed": seeds[b]}, recal))
     return answers
@@ -221,10 +221,12 @@ def _warnings(dmap: DensityMap, check: tuple[float | None, float | None], config
     return tuple(out)
 
 
-def _answer(dmap: DensityMap, ll: np.ndarray, lp: np.ndarray, check: tuple[float | None, float | None],
-            best: list[float],
-            t: np.ndarray | None, truth_lp: float | None, config: AnswerConfig, settings: dict[str, Any],
-            recal: Recalibration | None) -> Answer:
+def assemble_answer(dmap: DensityMap, ll: np.ndarray, lp: np.ndarray, check: tuple[float | None, float | None],
+                    best: list[float], t: np.ndarray | None, truth_lp: float | None, config: AnswerConfig,
+                    settings: dict[str, Any], recal: Recalibration | None) -> Answer:
+    """One answer from its parts: the map, samples ``ll (S, 2)`` with log-densities ``lp (S,)``, the
+    measured errors ``check`` (map cells, samples), the best guess ``best`` [lat, lon], the truth
+    ``t (2,)`` and its log-density (or None)."""
     densest = int(np.argmax(lp))
     top = _top_places(dmap, ll, config)
     facts = {k: v for k, v in dmap.summary(config.levels).items() if k != "credible_regions"}

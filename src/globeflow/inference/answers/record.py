@@ -151,6 +151,9 @@ class Answer:
         density_map: the HEALPix map (models with a density).
         source: the image's name (path or upload name); image_size: its ``(width, height)``.
         error: why there is no answer (an unreadable image, with ``on_unreadable="report"``).
+        evidence: for an answer that combines evidence (:mod:`globeflow.inference.evidence`): the
+            photos fused and what each contributed, the constraints and the prior mass of the
+            allowed area; None for a plain answer.
     """
 
     best_guess: Guess | None = None
@@ -173,6 +176,7 @@ class Answer:
     source: str | None = None
     image_size: tuple[int, int] | None = None
     error: str | None = None
+    evidence: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -182,12 +186,12 @@ class Answer:
     def to_dict(self) -> dict[str, Any]:
         """The answer as JSON-able data: the fields that are set, in the order of the report format
         (units, best_guess, mode, grid_max, top_k, countries, regions, cities, credible_regions,
-        localizability, map, settings, warnings, truth), or ``{"source", "error"}`` for an unreadable image."""
+        localizability, map, settings, warnings, truth, evidence), or ``{"source", "error"}`` for an unreadable image."""
         if self.error is not None:
             return {"source": self.source, "error": self.error}
         out: dict[str, Any] = {}
         for name in ("units", "best_guess", "mode", "grid_max", "top_k", "countries", "regions", "cities",
-                     "credible_regions", "localizability", "map", "settings", "warnings", "truth"):
+                     "credible_regions", "localizability", "map", "settings", "warnings", "truth", "evidence"):
             value = getattr(self, name)
             if value is None:
                 continue

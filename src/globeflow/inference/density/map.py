@@ -181,6 +181,7 @@ class DensityMap:
         z, a smooth function with one maximum, so a plateau drains to one peak instead of many (an
         index tie-break would leave one spurious peak per HEALPix base cell). A peak closer than
         ``min_separation_km`` to a denser one is merged into it (bumps of one mountain are one place).
+        A basin without mass is not a mode.
         """
         nside, logp = self.nside, self.log_density
         npix = logp.size
@@ -215,7 +216,9 @@ class DensityMap:
                     merged[kept[j]] += masses[i]
                     continue
             kept.append(i)
-        modes = [Mode(float(ll[i, 0]), float(ll[i, 1]), float(merged[i]), float(logp[peaks[i]])) for i in kept]
+        # A basin of zero mass (a region a constraint excludes, where the density is 0) is no place.
+        modes = [Mode(float(ll[i, 0]), float(ll[i, 1]), float(merged[i]), float(logp[peaks[i]])) for i in kept
+                 if merged[i] > 0.0]
         modes.sort(key=lambda m: -m.mass)
         return modes[:k]
 

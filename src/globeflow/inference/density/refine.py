@@ -28,7 +28,7 @@ from ...checks import require_finite
 from ...geo import healpix as hgrid
 from .map import DensityMap, _cells_xyz
 
-__all__ = ["MapConfig", "MAP_SOURCES", "LogDensityFn", "refine_map"]
+__all__ = ["MapConfig", "MAP_SOURCES", "LogDensityFn", "refine_map", "refine_components"]
 
 #: ``(x (B, P, 3) float64 unit vectors) -> (log-density (B, P) nats/sr, field evaluations, error estimate
 #: (B, P) nats, NaN where the solver gives none)``.
@@ -125,13 +125,58 @@ def refine_map(log_density_fn: LogDensityFn, batch: int, config: MapConfig = Map
     Returns:
         One :class:`DensityMap` per image.
     """
+    def one(fn: LogDensityFn) -> Callable[[np.ndarray], tuple[np.ndarray, int, np.ndarray]]:
+        def call(pts: np.ndarray):
+            values, nfe, errors = fn(pts)
+            return values[..., None], nfe, np.asarray(errors)[..., None]
+        return call
+
+    out = _refine(one(log_density_fn), batch, np.ones(1), config, samples, progress,
+                  None if coarse_fn is None else one(coarse_fn))
+    return [m for m, _ in out]
+
+
+def refine_components(log_density_fn: Callable[[np.ndarray], tuple[np.ndarray, int, np.ndarray]], batch: int,
+                      weights: np.ndarray, config: MapConfig = MapConfig(), *, samples: np.ndarray | None = None,
+                      progress: bool = False,
+                      coarse_fn: Callable[[np.ndarray], tuple[np.ndarray, int, np.ndarray]] | None = None
+                      ) -> list[tuple[DensityMap, np.ndarray]]:
+    """Coarse-to-fine maps of a weighted sum of ``K`` log-densities, ``sum_k weights[k] log q_k(x)``
+    (unnormalised: the caller renormalises), refined where the *sum* holds its mass, with every
+    component kept on the final grid.
+
+    ``log_density_fn`` maps ``(batch, P, 3)`` points to ``((batch, P, K) log-densities, field
+    evaluations, (batch, P, K) error estimates)`` (``coarse_fn``, the same for the levels before the
+    last, as in :func:`refine_map`); a map's error is ``sum_k |weights[k]| error_k``.
+    Returns ``(map, components (12 nside^2, K))`` per image; interpolated cells take each
+    component's own interpolation (their sum is then the sum's interpolation, as interpolation is linear).
+    A product of densities is sharper than any of them, so the ranking of its cells moves more between
+    levels: after the last level, any of the ``exact_top`` densest cells that is still interpolated is
+    evaluated exactly (repeated until none is, at most 4 times).
+    """
+    w = np.asarray(weights, dtype=np.float64).reshape(-1)
+    return _refine(log_density_fn, batch, w, config, samples, progress, coarse_fn, polish=True)
+
+
+def _refine(fn: Callable[[np.ndarray], tuple[np.ndarray, int, np.ndarray]], batch: int, weights: np.ndarray,
+            config: MapConfig, samples: np.ndarray | None, progress: bool,
+            coarse: Callable[[np.ndarray], tuple[np.ndarray, int, np.ndarray]] | None, *, polish: bool = False
+            ) -> list[tuple[DensityMap, np.ndarray]]:
+    """The refinement of :func:`refine_map` on ``K`` components: ``fn`` returns ``(B, P, K)``."""
     nside = config.start_nside
-    coarse_fn = coarse_fn or log_density_fn
+    coarse_fn = coarse or fn
+    abs_w = np.abs(weights)
+
+    def combine(comp: np.ndarray) -> np.ndarray:  # (..., K) -> (...,); K = 1 with weight 1 is the value itself
+        return comp[..., 0] if weights.size == 1 and weights[0] == 1.0 else comp @ weights
+
     cells = np.arange(hgrid.num_cells(nside))
     pts = np.broadcast_to(_cells_xyz(nside, cells), (batch, cells.size, 3))
-    values, nfe, errors = (log_density_fn if nside == config.nside else coarse_fn)(np.ascontiguousarray(pts))
-    logp = [values[b].astype(np.float64) for b in range(batch)]
-    error = [np.asarray(errors[b], dtype=np.float64) for b in range(batch)]
+    values, nfe, errors = (fn if nside == config.nside else coarse_fn)(np.ascontiguousarray(pts))
+    comps = [values[b].astype(np.float64) for b in range(batch)]
+    error = [combine(np.abs(np.asarray(errors[b], dtype=np.float64))) if weights.size > 1
+             else np.asarray(errors[b][..., 0], dtype=np.float64) for b in range(batch)]
+    logp = [combine(c) for c in comps]
     level = [np.full(cells.size, nside, dtype=np.int32) for _ in range(batch)]
     evaluations = [cells.size] * batch
     levels = int(round(math.log2(config.nside // config.start_nside)))
@@ -160,24 +205,44 @@ def refine_map(log_density_fn: LogDensityFn, batch: int, config: MapConfig = Map
             children[b, kids.size:] = kids[0]  # padding repeats a real cell; its result is discarded
         nside *= 2
         pts = _cells_xyz(nside, children.reshape(-1)).reshape(batch, width, 3)
-        values, n, errors = (log_density_fn if nside == config.nside else coarse_fn)(pts)
+        values, n, errors = (fn if nside == config.nside else coarse_fn)(pts)
         nfe += n
+        errors = np.asarray(errors, dtype=np.float64)
         theta, phi = hgrid.pix2ang(nside, np.arange(hgrid.num_cells(nside)), nest=True)
         for b, c in enumerate(chosen):
             k = c.size * 4
             # Cells not refined take the coarse map's bilinear interpolation at their centres (in
             # log-density, which is smooth where it is not refined): far better than the parent's
             # value wherever the density has a slope, and the same on flat regions.
-            logp[b] = hgrid.interpolate(logp[b], theta, phi, nest=True)
+            comps[b] = np.stack([hgrid.interpolate(comps[b][:, j], theta, phi, nest=True)
+                                 for j in range(weights.size)], axis=-1)
             level[b] = np.repeat(level[b], 4)
             # An interpolated cell has no solver error of its own: it is NaN, not its parent's.
             error[b] = np.full(level[b].size, np.nan)
-            error[b][children[b, :k]] = errors[b, :k]
-            logp[b][children[b, :k]] = values[b, :k]
+            error[b][children[b, :k]] = (errors[b, :k] @ abs_w if weights.size > 1 else errors[b, :k, 0])
+            comps[b][children[b, :k]] = values[b, :k]
+            logp[b] = combine(comps[b])
             level[b][children[b, :k]] = nside
             evaluations[b] += k
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
-    return [DensityMap(logp[b], level[b], evaluations[b], nfe, error_nats=error[b]) for b in range(batch)]
+    for _ in range(4 if polish else 0):
+        missing = [np.sort(order[level[b][order] != nside]) for b in range(batch)
+                   for order in [np.argsort(-logp[b], kind="stable")[:config.exact_top]]]
+        if not any(m.size for m in missing):
+            break
+        width = max(m.size for m in missing)
+        cells_b = np.stack([np.resize(m, width) if m.size else np.zeros(width, dtype=np.int64) for m in missing])
+        values, n, errors = fn(_cells_xyz(nside, cells_b.reshape(-1)).reshape(batch, width, 3))
+        nfe += n
+        errors = np.asarray(errors, dtype=np.float64)
+        for b, m in enumerate(missing):
+            k = m.size
+            comps[b][m] = values[b, :k]
+            error[b][m] = errors[b, :k] @ abs_w if weights.size > 1 else errors[b, :k, 0]
+            level[b][m] = nside
+            logp[b] = combine(comps[b])
+            evaluations[b] += k
+    return [(DensityMap(logp[b], level[b], evaluations[b], nfe, error_nats=error[b]), comps[b]) for b in range(batch)]

@@ -2,7 +2,11 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, result: null, rings: [], view: null, grid: null, busy: false, pending: false, photo: 0 };
+// files: the chosen photos; selected: the one whose own answer is shown when they are not fused;
+// within: ISO codes the answer is restricted to; photo: bumped on every new request, so a reply to
+// an earlier one is dropped.
+const state = { files: [], selected: 0, within: [], countries: {}, result: null, rings: [], view: null, grid: null,
+  busy: false, pending: false, photo: 0 };
 const canvas = $("map");
 const ctx = canvas.getContext("2d");
 
@@ -168,6 +172,7 @@ function showResult(r) {
     : "Not recalibrated: the model's own regions, which are over-confident on places unlike its training " +
       "photos (globeflow calibrate fixes that on held-out data).";
   $("calibration-note").dataset.calibrated = calib ? "1" : "0";
+  showEvidence(r);
   const warn = $("warnings");
   warn.textContent = (r.warnings || []).join(" ");
   warn.hidden = !(r.warnings || []).length;
@@ -178,18 +183,52 @@ function showResult(r) {
   canvas.dataset.renders = String(Number(canvas.dataset.renders || 0) + 1);
 }
 
+function showEvidence(r) {
+  const ev = r.evidence || {};
+  const list = $("contributions");
+  list.replaceChildren();
+  const contributions = ev.contributions || [];
+  for (const c of contributions) {
+    const li = document.createElement("li");
+    li.dataset.source = c.source;
+    li.dataset.bits = c.information_bits;
+    li.dataset.contradicts = c.contradicts ? "1" : "0";
+    li.classList.toggle("contradicts", c.contradicts);
+    li.textContent = `${c.source}: ${c.information_bits.toFixed(1)} bits` +
+      (c.contradicts ? " — contradicts the others" : "");
+    list.appendChild(li);
+  }
+  $("evidence").hidden = !contributions.length;
+  for (const li of document.querySelectorAll("#photos li")) {
+    const c = contributions.find((x) => x.source === li.dataset.name);
+    li.classList.toggle("contradicts", Boolean(c && c.contradicts));
+    li.querySelector(".bits").textContent = c ? `+${c.information_bits.toFixed(1)} bits` : "";
+  }
+  // The prior mass: how much the model believed the allowed area before it was told.
+  $("prior-mass").textContent = ev.prior_mass === undefined ? "" :
+    `Before you said so, the model gave this area ${pct(ev.prior_mass)}` +
+    (ev.prior_mass < 0.01 ? ": your constraint contradicts the photo." : ".");
+  $("prior-mass").dataset.priorMass = ev.prior_mass === undefined ? "" : String(ev.prior_mass);
+}
+
 // ---- requests ------------------------------------------------------------------------------------
+function fused() {
+  return state.files.length > 1 && $("same-place").checked;
+}
 async function predict() {
-  if (!state.file) return;
+  if (!state.files.length) return;
   if (state.busy) { state.pending = true; return; } // one request at a time; re-send the latest settings after
   state.busy = true;
-  const photo = state.photo; // a reply for an earlier photo is dropped (the latest is re-sent after)
+  const photo = state.photo; // a reply to an earlier request is dropped (the latest is re-sent after)
   $("error").hidden = true;
   $("status").textContent = "Locating\u2026";
   const form = new FormData();
-  form.append("image", state.file, state.file.name || "photo");
+  const sent = fused() ? state.files : [state.files[state.selected]];
+  for (const f of sent) form.append("image", f, f.name || "photo");
   form.append("guidance", $("guidance").value);
   form.append("seed", "0");
+  if (state.within.length) form.append("within", state.within.join(","));
+  if ($("on-land").checked) form.append("on_land", "1");
   try {
     const response = await fetch("/api/predict", { method: "POST", body: form });
     let body = null;
@@ -199,7 +238,8 @@ async function predict() {
     }
     if (photo !== state.photo) return;
     showResult(body);
-    $("status").textContent = `Answered in ${body.seconds.toFixed(1)} s (guidance ${body.settings ? body.settings.guidance : $("guidance").value}).`;
+    const what = sent.length > 1 ? `${sent.length} photos fused` : (sent[0].name || "the photo");
+    $("status").textContent = `${what}: answered in ${body.seconds.toFixed(1)} s (guidance ${body.settings ? body.settings.guidance : $("guidance").value}).`;
   } catch (err) {
     if (photo !== state.photo) return;
     $("status").textContent = "";
@@ -210,24 +250,92 @@ async function predict() {
     if (state.pending) { state.pending = false; predict(); }
   }
 }
-function chooseFile(file) {
-  if (!file) return;
+function again() {
+  // A new request replaces whatever is in flight (its reply is dropped).
   if (state.busy) state.pending = true;
-  state.file = file;
   state.photo += 1;
-  const img = $("photo");
-  img.src = URL.createObjectURL(file);
-  img.hidden = false;
-  $("drop-text").textContent = file.name;
   predict();
+}
+function showPhotos() {
+  const list = $("photos");
+  list.replaceChildren();
+  state.files.forEach((f, i) => {
+    const li = document.createElement("li");
+    li.dataset.name = f.name || "photo";
+    li.dataset.index = String(i);
+    li.classList.toggle("selected", !fused() && i === state.selected);
+    li.innerHTML = `<img alt=""><span class="cap"></span><span class="cap bits"></span>`;
+    li.querySelector("img").src = URL.createObjectURL(f);
+    li.querySelector(".cap").textContent = li.dataset.name;
+    li.addEventListener("click", () => {
+      if (fused()) $("same-place").checked = false; // looking at one photo: its own answer
+      state.selected = i;
+      showPhotos();
+      again();
+    });
+    list.appendChild(li);
+  });
+  $("photos-box").hidden = state.files.length < 2;
+  $("photos-hint").textContent = fused() ? "One answer for all photos; click a photo to see its own."
+    : "Each photo's own answer: click one to see it.";
+}
+function chooseFiles(files) {
+  const chosen = Array.from(files || []).filter(Boolean);
+  if (!chosen.length) return;
+  state.files = chosen;
+  state.selected = 0;
+  const img = $("photo");
+  img.src = URL.createObjectURL(chosen[0]);
+  img.hidden = chosen.length > 1;
+  $("drop-text").textContent = chosen.length > 1 ? `${chosen.length} photos` : chosen[0].name;
+  showPhotos();
+  again();
+}
+
+// ---- what the user knows: countries ----------------------------------------------------------------
+function showChips() {
+  const chips = $("constraint-chips");
+  chips.replaceChildren();
+  for (const code of state.within) {
+    const li = document.createElement("li");
+    li.dataset.code = code;
+    li.textContent = state.countries[code] || code;
+    const x = document.createElement("button");
+    x.type = "button";
+    x.title = "remove";
+    x.textContent = "×";
+    x.addEventListener("click", () => { state.within = state.within.filter((c) => c !== code); showChips(); again(); });
+    li.appendChild(x);
+    chips.appendChild(li);
+  }
+}
+function addCountry() {
+  const text = $("country-input").value.trim();
+  if (!text) return;
+  const upper = text.toUpperCase();
+  const code = state.countries[upper] ? upper
+    : Object.keys(state.countries).find((c) => state.countries[c].toLowerCase() === text.toLowerCase());
+  if (!code) {
+    $("error").textContent = `unknown country: ${text}`;
+    $("error").hidden = false;
+    return;
+  }
+  $("country-input").value = "";
+  if (!state.within.includes(code)) state.within.push(code);
+  showChips();
+  again();
 }
 
 // ---- wiring --------------------------------------------------------------------------------------
-$("file").addEventListener("change", (e) => chooseFile(e.target.files[0]));
+$("file").addEventListener("change", (e) => chooseFiles(e.target.files));
 const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFile(e.dataTransfer.files[0]); });
+drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFiles(e.dataTransfer.files); });
+$("same-place").addEventListener("change", () => { showPhotos(); again(); });
+$("on-land").addEventListener("change", again);
+$("country-add").addEventListener("click", addCountry);
+$("country-input").addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); addCountry(); } });
 $("guidance").addEventListener("input", (e) => { $("guidance-value").textContent = e.target.value; });
 $("guidance").addEventListener("change", predict);
 canvas.addEventListener("wheel", (e) => {
@@ -263,4 +371,14 @@ fetch("/api/health").then((r) => r.json()).then((h) => {
   $("model-info").textContent = `model ${m.name} (${m.kind}), encoder ${m.encoder}` + (m.density ? "" : ", no exact density");
   $("guidance").max = String(Math.min(5, h.limits.max_guidance));
 }).catch(() => { $("model-info").textContent = "model: unknown (health check failed)"; });
+fetch("/assets/countries.json").then((r) => r.json()).then((c) => {
+  const list = $("country-list");
+  for (const { code, name } of c.countries) {
+    state.countries[code] = name;
+    const o = document.createElement("option");
+    o.value = name;
+    o.label = code;
+    list.appendChild(o);
+  }
+});
 fetch("/assets/world.json").then((r) => r.json()).then((w) => { state.rings = w.rings; draw(); });
