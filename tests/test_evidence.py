@@ -131,6 +131,13 @@ def test_fusing_one_photo_is_exactly_its_own_answer(geolocator):
     assert np.array_equal(fused.density_map.log_density, alone.density_map.log_density)
 
 
+def test_fusing_refuses_embeddings_of_the_wrong_size_or_with_nan(geolocator):
+    with pytest.raises(ValueError, match=r"shape \(n, 3\) for this model, got \(2, 6\)"):
+        fuse(geolocator, np.zeros((2, 6), dtype=np.float32), config=SMALL)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        fuse(geolocator, np.array([[0.1, 0.2, np.nan], [0.0, 0.1, 0.2]], dtype=np.float32), config=SMALL)
+
+
 def test_a_model_without_guidance_dropout_has_no_prior_to_divide_out():
     m = GeoFlowModel(ModelConfig(NetworkConfig(cond_dim=3, dim=8, depth=1), cond_drop=0.0))
     with pytest.raises(ValueError, match="cond_drop 0"):

@@ -187,3 +187,16 @@ def test_float32_special_points_no_nan():
         assert torch.isfinite(geo.expmap(x, geo.logmap(x, y))).all()
         _, v = geo.geodesic_velocity(x, y, torch.full((len(x),), 0.5))
         assert torch.isfinite(v).all()
+
+
+def test_points_around_lie_at_their_angle_in_their_bearing():
+    x = geo.latlon_to_xyz(torch.tensor([-16.6, 179.2], dtype=torch.float64))
+    angle = torch.tensor([0.0, 0.01, 0.5, 2.0, math.pi - 1e-6], dtype=torch.float64)
+    bearing = torch.tensor([0.0, 1.0, 2.5, 4.0, 6.0], dtype=torch.float64)
+    y = geo.points_around(x, angle, bearing)
+    assert torch.allclose(y.norm(dim=-1), torch.ones(5, dtype=torch.float64))
+    assert torch.allclose(geo.dist(x.expand_as(y), y), angle, atol=1e-9)
+    # The direction of departure is the bearing's, in the tangent basis at x.
+    e1, e2 = geo.tangent_basis(x)
+    v = geo.logmap(x.expand_as(y[1:4]), y[1:4])
+    assert torch.allclose(torch.atan2(v @ e2, v @ e1) % (2 * math.pi), bearing[1:4], atol=1e-9)

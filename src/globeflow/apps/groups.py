@@ -89,11 +89,9 @@ def answer_groups(geolocator: Geolocator, groups: Sequence[Group], *, config: An
 
 def _group_row(group: Group, answer: Answer, top_k: int) -> dict[str, Any]:
     report = answer.to_dict()
-    evidence = answer.evidence or {}
-    contradicting = [c["source"] for c in evidence.get("contributions", []) if c["contradicts"]]
     row: dict[str, Any] = {"group": group.key, "photos": len(group.sources),
-                           "contradicting": "; ".join(contradicting),
-                           "prior_mass": evidence.get("prior_mass", 1.0)}
+                           "contradicting": "; ".join(_contradicting(answer)),
+                           "prior_mass": (answer.evidence or {}).get("prior_mass", 1.0)}
     if group.truth is not None:
         row.update(true_lat=float(group.truth[0]), true_lon=float(group.truth[1]))
     return {**row, **flat_answer(report, top_k)}

@@ -32,6 +32,7 @@ from .sphere import (
                        proju,
                        projx,
                        retraction,
+                       points_around,
                        tangent_basis,
                        xyz_to_latlon,
 )
@@ -40,6 +41,6 @@ __all__ = [
     "EARTH_RADIUS_KM", "GEOSCORE_SCALE_KM", "MAX_DISTANCE_KM", "THRESHOLDS_KM", "distances_km", "geoscore",
     "haversine_km", "valid_latlon", "LOG_UNIFORM", "uniform", "vmf_log_prob", "vmf_sample", "EUCLIDEAN", "SPHERE",
     "Euclidean", "Manifold", "Sphere", "SPHERE_AREA", "check_point", "check_tangent", "dist", "expmap", "geodesic",
-    "geodesic_velocity", "inner", "latlon_to_xyz", "logmap", "projx", "proju", "retraction", "tangent_basis",
+    "geodesic_velocity", "inner", "latlon_to_xyz", "logmap", "points_around", "projx", "proju", "retraction", "tangent_basis",
     "xyz_to_latlon",
 ]

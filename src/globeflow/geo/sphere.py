@@ -27,6 +27,7 @@ __all__ = [
     "logmap",
     "retraction",
     "tangent_basis",
+    "points_around",
     "geodesic",
     "geodesic_velocity",
     "check_point",
@@ -129,6 +130,16 @@ def tangent_basis(x: Tensor) -> tuple[Tensor, Tensor]:
     e1 = proju(x, axis)
     e1 = e1 / e1.norm(dim=-1, keepdim=True).clamp_min(eps(x))
     return e1, torch.linalg.cross(x, e1, dim=-1)
+
+
+def points_around(x: Tensor, angle: Tensor, bearing: Tensor) -> Tensor:
+    """Points at great-circle ``angle`` (radians) from the unit vector ``x (3,)``, in the tangent
+    directions ``bearing`` (radians from :func:`tangent_basis`'s ``e1``): ``angle``, ``bearing`` of one
+    shape ``(N,)`` (or broadcastable) -> ``(N, 3)``. A circle for one angle and many bearings."""
+    angle, bearing = torch.broadcast_tensors(angle.to(x.dtype), bearing.to(x.dtype))
+    e1, e2 = tangent_basis(x)
+    v = angle[..., None] * (torch.cos(bearing)[..., None] * e1 + torch.sin(bearing)[..., None] * e2)
+    return expmap(x.expand_as(v), v)
 
 
 def retraction(x: Tensor, v: Tensor) -> Tensor:

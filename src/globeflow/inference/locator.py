@@ -25,7 +25,7 @@ from ..io.hub import PUBLISHED_MODELS
 from .calibration import Recalibration
 
 __all__ = ["Locator", "PointStrategy", "POINT_STRATEGIES", "load_weights", "read_model_checkpoint",
-           "checkpoint_kind", "build_checkpoint_model", "Seed", "row_seeds", "first_seed"]
+           "checkpoint_kind", "build_checkpoint_model", "Seed", "row_seeds", "first_seed", "seed_list"]
 
 #: A seed: one int for a batch, ``None`` for fresh randomness, or one int per row.
 Seed = Union[int, None, Sequence[int]]
@@ -37,6 +37,11 @@ def first_seed(seed: Seed) -> int | None:
     if seed is None or isinstance(seed, int):
         return seed
     return int(seed[0]) if len(seed) else 0
+
+
+def seed_list(seed: Seed, rows: int) -> list:
+    """``seed`` as one entry per row: the same one repeated (an int or ``None``), or the per-row seeds."""
+    return [seed] * rows if seed is None or isinstance(seed, int) else [int(s) for s in seed]
 
 
 def row_seeds(seed: int, ids: Sequence[Any]) -> list[int]:

@@ -121,8 +121,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 def _constraints(a: argparse.Namespace) -> Constraints:
     """The command's constraints, with their country codes checked before any work is done."""
     constraints = config_from(a, Constraints)
-    if constraints.active:
-        constraints.check_known()
+    constraints.check_known()
     return constraints
 
 

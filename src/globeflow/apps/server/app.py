@@ -119,8 +119,7 @@ def _constraints(form: FormData, request: Request) -> Constraints:
     try:
         constraints = Constraints(within=parse_codes(text("within")), exclude=parse_codes(text("exclude")),
                                   on_land=land in ("1", "true"))
-        if constraints.active:
-            constraints.check_known()
+        constraints.check_known()
     except ValueError as exc:
         raise ApiError(422, "bad_constraints", str(exc).replace("--", "")) from None
     return constraints

@@ -32,12 +32,12 @@ from ...geo.distance import EARTH_RADIUS_KM
 from ...geo.distributions import LOG_UNIFORM
 from ..calibration import Recalibration
 from ..density import DensityMap, hpd_region, kernel_map
-from ..locator import Locator, Seed, first_seed
+from ..locator import Locator, Seed, first_seed, seed_list
 from ..points import best_expected_geoscore
 from .config import AnswerConfig
 from .record import Answer, AreaShare, Guess, Localizability, RegionArea, TopPlace, Truth
 
-__all__ = ["localizability", "answer_embeddings", "answer_images", "sample_answers", "assemble_answer"]
+__all__ = ["localizability", "answer_embeddings", "answer_images", "sample_answers", "assemble_answer", "answer_settings"]
 
 _BEST = "highest expected GeoScore among samples"
 
@@ -82,7 +82,7 @@ def answer_embeddings(geolocator: Locator, embeddings: torch.Tensor | np.ndarray
     """
     geolocator.require_density()
     guidance, steps = config.guidance, config.steps
-    solver = dict(method=config.solver, rtol=config.rtol, atol=config.atol)
+    solver = config.solver_options()
     # ``seed``: one int for the batch, or one per row (then an answer never depends on its batch);
     # what is not drawn per row (only Hutchinson probes) takes the first.
     one_seed = first_seed(seed)
@@ -107,10 +107,8 @@ def answer_embeddings(geolocator: Locator, embeddings: torch.Tensor | np.ndarray
             truth_lp[known] = geolocator.log_prob(emb, truth[known], steps=steps, guidance=guidance, seed=one_seed,
                                                   **solver).numpy()
     recal = geolocator.calibration
-    settings = {"num_samples": config.num_samples, "steps": steps, **solver, "guidance": guidance,
-                "place_radius_km": config.place_radius_km, "map": asdict(config.map),
-                "calibration": None if recal is None else recal.describe()}
-    seeds = [seed] * len(maps) if seed is None or isinstance(seed, int) else [int(s) for s in seed]
+    settings = answer_settings(config, recal)
+    seeds = seed_list(seed, len(maps))
     answers = []
     for b, dmap in enumerate(maps):
         known = truth is not None and bool(np.isfinite(truth[b]).all())
@@ -118,6 +116,13 @@ def answer_embeddings(geolocator: Locator, embeddings: torch.Tensor | np.ndarray
                                truth[b] if known else None, float(truth_lp[b]) if known else None, config,
                                {**settings, "seed": seeds[b]}, recal))
     return answers
+
+
+def answer_settings(config: AnswerConfig, recal: Recalibration | None) -> dict[str, Any]:
+    """How an answer was computed, as its ``settings`` record (the seed is added per answer)."""
+    return {"num_samples": config.num_samples, "steps": config.steps, **config.solver_options(),
+            "guidance": config.guidance, "place_radius_km": config.place_radius_km, "map": asdict(config.map),
+            "calibration": None if recal is None else recal.describe()}
 
 
 def _error_check(geolocator: Locator, embeddings: torch.Tensor | np.ndarray, maps: list[DensityMap],

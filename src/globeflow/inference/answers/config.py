@@ -43,6 +43,10 @@ class AnswerConfig:
     levels: tuple[float, ...] = field(default=CREDIBLE_LEVELS, metadata={"cli": False})
     map: MapConfig = field(default_factory=MapConfig)
 
+    def solver_options(self) -> dict[str, Any]:
+        """The likelihood solver's keyword arguments (``method``, ``rtol``, ``atol``)."""
+        return dict(method=self.solver, rtol=self.rtol, atol=self.atol)
+
     def __post_init__(self) -> None:
         require_finite(self)
         if self.num_samples < 2:

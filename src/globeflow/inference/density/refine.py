@@ -170,12 +170,23 @@ def _refine(fn: Callable[[np.ndarray], tuple[np.ndarray, int, np.ndarray]], batc
     def combine(comp: np.ndarray) -> np.ndarray:  # (..., K) -> (...,); K = 1 with weight 1 is the value itself
         return comp[..., 0] if weights.size == 1 and weights[0] == 1.0 else comp @ weights
 
+    def combined_error(err: np.ndarray) -> np.ndarray:  # (..., K) -> (...,): sum_k |w_k| |error_k|
+        err = np.asarray(err, dtype=np.float64)
+        return err[..., 0] if weights.size == 1 else np.abs(err) @ abs_w
+
+    def store(b: int, cells: np.ndarray, values: np.ndarray, errors: np.ndarray) -> None:
+        """Image ``b``'s exact values at ``cells`` of the current grid (``values, errors (len(cells), K)``)."""
+        comps[b][cells] = values
+        error[b][cells] = combined_error(errors)
+        level[b][cells] = nside
+        logp[b] = combine(comps[b])
+        evaluations[b] += cells.size
+
     cells = np.arange(hgrid.num_cells(nside))
     pts = np.broadcast_to(_cells_xyz(nside, cells), (batch, cells.size, 3))
     values, nfe, errors = (fn if nside == config.nside else coarse_fn)(np.ascontiguousarray(pts))
     comps = [values[b].astype(np.float64) for b in range(batch)]
-    error = [combine(np.abs(np.asarray(errors[b], dtype=np.float64))) if weights.size > 1
-             else np.asarray(errors[b][..., 0], dtype=np.float64) for b in range(batch)]
+    error = [combined_error(errors[b]) for b in range(batch)]
     logp = [combine(c) for c in comps]
     level = [np.full(cells.size, nside, dtype=np.int32) for _ in range(batch)]
     evaluations = [cells.size] * batch
@@ -207,7 +218,6 @@ def _refine(fn: Callable[[np.ndarray], tuple[np.ndarray, int, np.ndarray]], batc
         pts = _cells_xyz(nside, children.reshape(-1)).reshape(batch, width, 3)
         values, n, errors = (fn if nside == config.nside else coarse_fn)(pts)
         nfe += n
-        errors = np.asarray(errors, dtype=np.float64)
         theta, phi = hgrid.pix2ang(nside, np.arange(hgrid.num_cells(nside)), nest=True)
         for b, c in enumerate(chosen):
             k = c.size * 4
@@ -219,11 +229,7 @@ def _refine(fn: Callable[[np.ndarray], tuple[np.ndarray, int, np.ndarray]], batc
             level[b] = np.repeat(level[b], 4)
             # An interpolated cell has no solver error of its own: it is NaN, not its parent's.
             error[b] = np.full(level[b].size, np.nan)
-            error[b][children[b, :k]] = (errors[b, :k] @ abs_w if weights.size > 1 else errors[b, :k, 0])
-            comps[b][children[b, :k]] = values[b, :k]
-            logp[b] = combine(comps[b])
-            level[b][children[b, :k]] = nside
-            evaluations[b] += k
+            store(b, children[b, :k], values[b, :k], errors[b, :k])
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -237,12 +243,6 @@ def _refine(fn: Callable[[np.ndarray], tuple[np.ndarray, int, np.ndarray]], batc
         cells_b = np.stack([np.resize(m, width) if m.size else np.zeros(width, dtype=np.int64) for m in missing])
         values, n, errors = fn(_cells_xyz(nside, cells_b.reshape(-1)).reshape(batch, width, 3))
         nfe += n
-        errors = np.asarray(errors, dtype=np.float64)
         for b, m in enumerate(missing):
-            k = m.size
-            comps[b][m] = values[b, :k]
-            error[b][m] = errors[b, :k] @ abs_w if weights.size > 1 else errors[b, :k, 0]
-            level[b][m] = nside
-            logp[b] = combine(comps[b])
-            evaluations[b] += k
+            store(b, m, values[b, :m.size], errors[b, :m.size])
     return [(DensityMap(logp[b], level[b], evaluations[b], nfe, error_nats=error[b]), comps[b]) for b in range(batch)]

@@ -28,6 +28,7 @@ from ...geo import places
 from ..answers import Answer, AnswerConfig, TopPlace, Truth, assemble_answer
 from ..calibration import Recalibration
 from ..density import DensityMap
+from ..locator import seed_list
 from ..points import best_expected_geoscore
 from .constraints import EXCLUDED_LOG_DENSITY, AllowedArea, Constraints, constrain_map
 
@@ -53,15 +54,12 @@ def sample_map(dmap: DensityMap, num: int, rng: np.random.Generator, *, constrai
     sub = min(_SUB_LEVELS, 29 - int(math.log2(nside)))
     fine = nside << sub
     xyz = np.empty((num, 3))
+    constrained = constraints is not None and constraints.active
     todo = np.arange(num)
-    for _ in range(_REDRAWS):
+    for _ in range(_REDRAWS if constrained else 1):
         kids = cells[todo] * 4 ** sub + rng.integers(0, 4 ** sub, size=todo.size)
         xyz[todo] = np.stack(hgrid.pix2vec(fine, kids, nest=True), axis=-1)
-        if constraints is None or not constraints.active:
-            todo = todo[:0]
-            break
-        ok = constraints.allows(_latlon(xyz[todo]))
-        todo = todo[~ok]
+        todo = todo[~constraints.allows(_latlon(xyz[todo]))] if constrained else todo[:0]
         if not todo.size:
             break
     if todo.size:
@@ -151,11 +149,7 @@ def constrain_answer(answer: Answer, constraints: Constraints, config: AnswerCon
                           warnings=_prior_warning(prior))
     facts = {**(out.map or {}), **{k: v for k, v in (answer.map or {}).items()
                                    if k in ("densest_cells_error_nats", "samples_error_nats", "evaluations", "nfe")}}
-    return _with_source(out, answer, facts)
-
-
-def _with_source(out: Answer, like: Answer, facts: dict[str, Any]) -> Answer:
-    return replace(out, map=facts, source=like.source, image_size=like.image_size)
+    return replace(out, map=facts, source=answer.source, image_size=answer.image_size)
 
 
 def _prior_warning(prior: float) -> tuple[str, ...]:
@@ -171,5 +165,5 @@ def constrain_answers(answers: list[Answer], constraints: Constraints | None, co
     there are no constraints."""
     if constraints is None or not constraints.active:
         return answers
-    seeds = [seed] * len(answers) if seed is None or isinstance(seed, int) else [int(s) for s in seed]
-    return [constrain_answer(a, constraints, config, seed=s or 0, recal=recal) for a, s in zip(answers, seeds)]
+    return [constrain_answer(a, constraints, config, seed=s or 0, recal=recal)
+            for a, s in zip(answers, seed_list(seed, len(answers)))]

@@ -30,11 +30,13 @@ from typing import Any
 import numpy as np
 import shapely
 import shapely.geometry
+import torch
 
 from ...checks import require_finite
 from ...geo import healpix as hgrid
 from ...geo import places
-from ...geo.distance import EARTH_RADIUS_KM
+from ... import geo
+from ...geo.distance import EARTH_RADIUS_KM, haversine_km
 from ..density import DensityMap
 
 __all__ = ["Constraints", "AllowedArea", "allowed_area", "constrain_map", "EXCLUDED_LOG_DENSITY",
@@ -157,10 +159,9 @@ class Constraints:
 
     def check_known(self) -> None:
         """Refuse country codes that no polygon carries and region keys that no GeoNames place has (a
-        typo would allow nothing, or exclude nothing, silently)."""
-        known = places.known_country_codes()
+        typo would allow nothing, or exclude nothing, silently). Loads the borders only when codes are given."""
         for name in ("within", "exclude"):
-            unknown = [c for c in getattr(self, name) if c not in known]
+            unknown = [c for c in getattr(self, name) if c not in places.known_country_codes()]
             if unknown:
                 raise ValueError(f"--{name}: no country has the code {', '.join(unknown)} (ISO 3166 alpha-2, "
                                  "as in the answers' countries)")
@@ -251,21 +252,17 @@ class Constraints:
 
 
 def _distance_km(ll: np.ndarray, lat0: float, lon0: float) -> np.ndarray:
-    a, b = np.radians(ll), np.radians([lat0, lon0])
-    h = np.sin((a[:, 0] - b[0]) / 2) ** 2 + np.cos(a[:, 0]) * np.cos(b[0]) * np.sin((a[:, 1] - b[1]) / 2) ** 2
-    return 2.0 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+    d = haversine_km(torch.from_numpy(ll), torch.tensor([lat0, lon0], dtype=torch.float64).expand(len(ll), 2))
+    return d.numpy()
 
 
 def _circle(lat0: float, lon0: float, radius_km: float) -> np.ndarray:
-    """Points every ~2 km (at least 720) on the circle of great-circle radius ``radius_km``."""
+    """Points every ~2 km (at least 720) on the circle of great-circle radius ``radius_km``, degrees."""
     angle = min(radius_km / EARTH_RADIUS_KM, math.pi)
     n = max(720, int(2 * math.pi * EARTH_RADIUS_KM * math.sin(angle) / 2.0))
-    bearing = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
-    la, lo = math.radians(lat0), math.radians(lon0)
-    lat = np.arcsin(np.sin(la) * np.cos(angle) + np.cos(la) * np.sin(angle) * np.cos(bearing))
-    lon = lo + np.arctan2(np.sin(bearing) * np.sin(angle) * np.cos(la), np.cos(angle) - np.sin(la) * np.sin(lat))
-    lon = (np.degrees(lon) + 180.0) % 360.0 - 180.0
-    return np.stack((np.degrees(lat), lon), axis=1)
+    centre = geo.latlon_to_xyz(torch.tensor([lat0, lon0], dtype=torch.float64))
+    xyz = geo.points_around(centre, torch.tensor(angle), torch.linspace(0.0, 2 * math.pi, n + 1)[:-1])
+    return geo.xyz_to_latlon(xyz).numpy()
 
 
 def _file_key(path: str) -> tuple[str, float, int]:

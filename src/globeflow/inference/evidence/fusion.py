@@ -30,14 +30,14 @@ A photo *contradicts* the others when the fused density gives its own 95% credib
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from ... import geo
-from ..answers import Answer, AnswerConfig, answer_embeddings
+from ..answers import Answer, AnswerConfig, answer_embeddings, answer_settings
 from ..density import DensityMap
 from ..density.refine import refine_components
 from ..locator import Locator
@@ -91,7 +91,7 @@ def fused_map(locator: Locator, embeddings: torch.Tensor | np.ndarray, config: A
     emb = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
     n = emb.shape[0]
     cond = torch.cat((emb, locator.unconditional_embedding().to(emb.dtype)))
-    solver = dict(method=config.solver, rtol=config.rtol, atol=config.atol)
+    solver = config.solver_options()
     # The photos' own samples steer the refinement to where each one has mass.
     samples = locator.sample(emb, config.num_samples, guidance=config.guidance, seed=seed)
     seeds = geo.latlon_to_xyz(samples.double()).numpy().reshape(1, -1, 3)
@@ -140,7 +140,9 @@ def fuse(locator: Locator, embeddings: torch.Tensor | np.ndarray, *, config: Ans
     """One answer for photos taken at the same place: embeddings ``(n, D)``, the place's ``truth (2,)``
     (lat, lon) when known, the photos' ``redundancy`` (0: independent, the product formula). ``n = 1``
     is exactly the single photo's answer (constrained, when ``constraints`` are given)."""
-    emb = np.asarray(embeddings, dtype=np.float32).reshape(-1, locator.embedding_dim)
+    emb = np.asarray(embeddings, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[1] != locator.embedding_dim:
+        raise ValueError(f"embeddings must have shape (n, {locator.embedding_dim}) for this model, got {emb.shape}")
     n = emb.shape[0]
     if n == 0:
         raise ValueError("fusing needs at least one photo")
@@ -176,14 +178,11 @@ def fuse(locator: Locator, embeddings: torch.Tensor | np.ndarray, *, config: Ans
         truth_lp = EXCLUDED_LOG_DENSITY
         if not active or bool(constraints.allows(t[None])[0]):
             cond = np.concatenate((emb, locator.unconditional_embedding().numpy()))
-            solver = dict(method=config.solver, rtol=config.rtol, atol=config.atol)
             parts = locator.log_prob(cond, np.repeat(t[None], n + 1, axis=0), steps=config.steps,
-                                     guidance=config.guidance, seed=seed, **solver).numpy()
+                                     guidance=config.guidance, seed=seed, **config.solver_options()).numpy()
             truth_lp = float(parts @ w - log_z - math.log(prior_mass))
-    settings = {"num_samples": config.num_samples, "steps": config.steps, "method": config.solver,
-                "rtol": config.rtol, "atol": config.atol, "guidance": config.guidance,
-                "place_radius_km": config.place_radius_km, "map": asdict(config.map), "seed": seed,
-                "calibration": None}
+    # A recalibration fitted on single photos does not apply to fused ones (warned below).
+    settings = {**answer_settings(config, None), "seed": seed}
     warnings = [f"{c['source']} contradicts the other photos: the fused density gives its own 95% region "
                 f"{c['fused_mass_in_own_95_region']:.2g} of its mass" for c in contributions if c["contradicts"]]
     if locator.calibration is not None:
