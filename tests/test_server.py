@@ -219,13 +219,17 @@ def test_idle_and_slow_header_connections_are_closed_and_connections_are_capped(
     from urllib.parse import urlparse
 
     def closed_within(sock, seconds):
-        sock.settimeout(seconds)
+        """Seconds until the server closes ``sock`` (reading what it still sends, e.g. the rest of a
+        response that arrived in two segments), or None if it is still open after ``seconds``."""
         t0 = time.monotonic()
-        try:
-            data = sock.recv(1024)
-        except socket.timeout:
-            return None
-        return time.monotonic() - t0 if data == b"" else None
+        while (left := seconds - (time.monotonic() - t0)) > 0:
+            sock.settimeout(left)
+            try:
+                if sock.recv(65536) == b"":
+                    return time.monotonic() - t0
+            except socket.timeout:
+                return None
+        return None
 
     with background_server(tiny_predictor(header_timeout_s=0.5, keep_alive_s=0.5, max_connections=3)) as base:
         where = urlparse(base)
