@@ -116,6 +116,28 @@ def test_sample_shapes_units_and_determinism(kind):
     assert torch.allclose(a, b)
 
 
+@pytest.mark.parametrize("kind", ["fm", "diffusion"])
+def test_r3_samplers_project_once_or_every_step(kind):
+    # "exp" leaves the R^3 states free until the final projection; "retraction" (the projection
+    # ablation) projects every step's result onto the sphere, which changes where samples land.
+    m = tiny_model(kind)
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    emb, method = torch.randn(2, 4), "ddim" if kind == "diffusion" else "rk4"
+    norms = {}
+    for step in ("exp", "retraction"):
+        seen = []
+        out = m.sample(emb, 6, SamplerConfig(method=method, steps=5, step=step),
+                       generator=torch.Generator().manual_seed(0), callback=lambda i, g, x: seen.append(x.norm(dim=-1)))
+        assert len(seen) == 5 and geo.check_point(out.reshape(-1, 3))
+        norms[step] = (torch.stack(seen), out)
+    assert torch.allclose(norms["retraction"][0], torch.ones(()), atol=1e-12)
+    assert (norms["exp"][0][0] - 1).abs().max() > 1e-3
+    if kind == "diffusion":  # DDIM's last state is its clean estimate, clipped into the unit ball
+        assert norms["exp"][0][-1].max() <= 1 + 1e-12
+    assert (norms["exp"][1] - norms["retraction"][1]).norm(dim=-1).max() > 1e-3
+
+
 def test_sample_rejects_bad_input():
     m = tiny_model("diffusion")
     with pytest.raises(ValueError, match="'rk4' is not available for a diffusion model"):

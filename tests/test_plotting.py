@@ -144,3 +144,21 @@ def test_wilson_interval_contains_the_estimate():
     p = np.array([0.0, 0.3, 1.0])
     lo, hi = charts._wilson_interval(p, 50)
     assert (lo <= p).all() and (p <= hi).all() and (hi - lo > 0).all()
+
+
+def test_panels_png_draws_each_panel_at_the_exact_width(tmp_path):
+    from PIL import Image
+
+    from globeflow.viz import Panel, Series, panels_png
+
+    panels = [Panel(f"panel {i}", "x", "y", [Series("a", [1, 2, 4], [0.1, float("nan"), 0.3], labels=["1", "2", "4"]),
+                                             Series("b", [1, 2, 4], [0.2, 0.2, 0.1], dashed=True)], {"ref": 0.15},
+                    logx=i == 1) for i in range(4)]
+    path = panels_png(tmp_path / "p.png", panels, columns=2, width_px=900)
+    with Image.open(path) as im:
+        assert im.size[0] == 900 and im.size[1] > 300
+    with pytest.raises(ValueError, match="series 'a': x has 3 points and y 2"):
+        panels_png(tmp_path / "q.png", [Panel("t", "x", "y", [Series("a", [1, 2, 3], [1, 2])])])
+    with pytest.raises(ValueError, match="no panels"):
+        panels_png(tmp_path / "q.png", [])
+    assert not (tmp_path / "q.png").exists()

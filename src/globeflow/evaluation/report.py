@@ -18,6 +18,7 @@ from ..geo.distance import distances_km
 from ..inference.datasets import predict_dataset
 from ..inference.geolocator import Geolocator
 from ..inference.loading import load_locator
+from ..inference.locator import Locator
 from ..io.files import atomic_write_text, file_sha256
 from ..viz.charts import error_cdf_png, error_map_png, reliability_png
 from .admin import TRUTH_COLUMNS, admin_accuracy, keys_from_columns
@@ -26,37 +27,43 @@ from .metrics import point_metrics
 from .sets import prdc
 from .tables import markdown_table
 
-__all__ = ["evaluate_to_file", "point_and_place_metrics", "write_point_report"]
+__all__ = ["Evaluation", "evaluate", "evaluate_to_file", "point_and_place_metrics", "write_point_report"]
 
 
-def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
-                     batch_size: int = 256, device: str | None = None, skip_invalid: bool = False,
-                     progress: bool = True, nll: bool = True, calibration_samples: int = 64,
-                     **predict_kwargs: Any) -> dict[str, Any]:
-    """``globeflow evaluate``: point metrics (+ NLL and calibration for rfm models) and provenance, as JSON.
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """What ``globeflow evaluate`` measures, with the rows behind it: ``report`` (the JSON written by
+    :func:`evaluate_to_file`, less its pictures), ``pred``/``true (N, 2)`` degrees per valid row in
+    dataset order, ``log_prob (N,)`` nats/sr at the truth (``None`` without a density)."""
 
-    ``nll`` is the mean negative log-density at the true locations, nats per steradian (exact
-    probability-flow ODE, RK4 with 16 steps); ``None`` with a reason for the R^3 variants.
-    ``calibration`` gives the coverage of the p-credible regions for p = 0.1 ... 0.9, from each row's
-    rank among ``calibration_samples`` samples with exact densities, and a reliability diagram PNG
-    next to ``out``.
-    """
+    report: dict[str, Any]
+    pred: np.ndarray
+    true: np.ndarray
+    log_prob: np.ndarray | None
+
+
+def evaluate(run: str | os.PathLike | Locator, data: str | os.PathLike, *, batch_size: int = 256,
+             device: str | None = None, skip_invalid: bool = False, progress: bool = True, nll: bool = True,
+             calibration_samples: int = 64, reliability: str | os.PathLike | None = None,
+             **predict_kwargs: Any) -> Evaluation:
+    """:func:`evaluate_to_file`'s measurements, in memory: a run folder or a loaded locator on a labelled
+    dataset. ``reliability``: where to draw the reliability diagram (none when ``None``)."""
     if calibration_samples < 0:
         raise ValueError(f"--calibration-samples must be >= 0, got {calibration_samples}")
-    out = Path(out)
     t0 = time.time()
-    geolocator = load_locator(run, device=device)
+    geolocator = run if isinstance(run, Locator) else load_locator(run, device=device)
     dataset = EmbeddingDataset(data, skip_invalid=skip_invalid, expected_dim=geolocator.embedding_dim)
     info = dataset.scan()
     truth_columns = tuple(c for names in TRUTH_COLUMNS.values() for c in names if c in dataset.metadata_columns)
     columns = predict_dataset(geolocator, dataset, batch_size=batch_size, progress=progress,
                               keep_columns=truth_columns, **predict_kwargs)
-    pred = torch.from_numpy(np.stack((columns["lat_pred"], columns["lon_pred"]), -1))
-    true = torch.from_numpy(np.stack((columns["lat"], columns["lon"]), -1))
-    metrics = point_and_place_metrics(pred.numpy(), true.numpy(), {c: columns[c] for c in truth_columns})
+    pred = np.stack((columns["lat_pred"], columns["lon_pred"]), -1)
+    true = np.stack((columns["lat"], columns["lon"]), -1)
+    metrics = point_and_place_metrics(pred, true, {c: columns[c] for c in truth_columns})
     metrics["skipped_rows"] = info.num_skipped
     metrics["nll"], metrics["nll_units"] = None, "nats/sr"
     calibration: dict[str, Any] | None = None
+    log_prob = None
     if not nll:
         metrics["nll_note"] = "not computed (--no-nll)"
     elif not geolocator.has_density:
@@ -64,13 +71,14 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
     else:
         dens = density_dataset(geolocator, dataset, batch_size=batch_size, progress=progress,
                                calibration_samples=calibration_samples, seed=predict_kwargs.get("seed") or 0)
-        metrics["nll"] = float(-np.mean(dens["log_prob"]))
+        log_prob = dens["log_prob"]
+        metrics["nll"] = float(-np.mean(log_prob))
         if dens["hpd_rank"] is not None:
             calibration = calibration_summary(dens["hpd_rank"], samples_per_row=calibration_samples)
-            picture = out.with_suffix(".reliability.png")
-            reliability_png(picture, calibration["levels"], calibration["coverage"], n=calibration["n"],
-                            title=f"credible-region calibration, {Path(str(data)).name} (n={calibration['n']})")
-            calibration["picture"] = str(picture)
+            if reliability is not None:
+                reliability_png(reliability, calibration["levels"], calibration["coverage"], n=calibration["n"],
+                                title=f"credible-region calibration, {Path(str(data)).name} (n={calibration['n']})")
+                calibration["picture"] = str(reliability)
             if geolocator.calibration is not None:
                 # The model's own coverage above; the regions its answers report, recalibrated, here.
                 calibration["after_recalibration"] = recalibrated_summary(dens["hpd_rank"], geolocator.calibration)
@@ -90,7 +98,26 @@ def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str |
         "data": info.to_dict(),
         "seconds": round(time.time() - t0, 2),
     }
-    return _write_report(out, Path(str(run)).name, report, pred.numpy(), true.numpy())
+    return Evaluation(report, pred, true, log_prob)
+
+
+def evaluate_to_file(run: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
+                     batch_size: int = 256, device: str | None = None, skip_invalid: bool = False,
+                     progress: bool = True, nll: bool = True, calibration_samples: int = 64,
+                     **predict_kwargs: Any) -> dict[str, Any]:
+    """``globeflow evaluate``: point metrics (+ NLL and calibration for rfm models) and provenance, as JSON.
+
+    ``nll`` is the mean negative log-density at the true locations, nats per steradian (exact
+    probability-flow ODE, RK4 with 16 steps); ``None`` with a reason for the R^3 variants.
+    ``calibration`` gives the coverage of the p-credible regions for p = 0.1 ... 0.9, from each row's
+    rank among ``calibration_samples`` samples with exact densities, and a reliability diagram PNG
+    next to ``out``.
+    """
+    out = Path(out)
+    ev = evaluate(run, data, batch_size=batch_size, device=device, skip_invalid=skip_invalid, progress=progress,
+                  nll=nll, calibration_samples=calibration_samples, reliability=out.with_suffix(".reliability.png"),
+                  **predict_kwargs)
+    return _write_report(out, Path(str(run)).name, ev.report, ev.pred, ev.true)
 
 
 def point_and_place_metrics(pred: np.ndarray, true: np.ndarray, truth_columns: dict[str, list] | None = None

@@ -12,7 +12,9 @@ from ..checks import require_finite
 
 __all__ = ["SamplerConfig", "STEPS", "PROTOCOLS"]
 
-#: How a sphere sampler moves: Munthe-Kaas rotations, the retraction, or the published package's step.
+#: How a sampler moves. On the sphere (rfm): Munthe-Kaas rotations, the retraction (projection after
+#: each step), or the published package's step. In R^3 (fm, diffusion): ``exp`` keeps the states in
+#: R^3 and projects once at the end; ``retraction`` projects every step onto the sphere (an ablation).
 STEPS = ("exp", "retraction", "published")
 #: Sampler presets: globeflow's defaults per model kind, or the published package's.
 PROTOCOLS = ("globeflow", "published")
@@ -34,7 +36,9 @@ class SamplerConfig:
     method: str = field(default="rk4", metadata={"help": "solver: euler, midpoint, rk4 (rfm, fm) or ddim (diffusion)"})
     steps: int = field(default=16, metadata={"help": "solver steps"})
     guidance: float = field(default=0.0, metadata={"help": "classifier-free guidance scale"})
-    step: str = field(default="exp", metadata={"help": "how a sphere sampler moves: " + ", ".join(STEPS)})
+    step: str = field(default="exp", metadata={"help": "how a sampler moves: exp (sphere: rotations; R^3: free, projected "
+                                                       "at the end), retraction (projected after every step) "
+                                                       "or published"})
 
     def __post_init__(self) -> None:
         require_finite(self)

@@ -323,15 +323,16 @@ def solve_adaptive(field: RowField, x: Tensor, g_start: float, g_end: float, *, 
 
 
 def ddim(denoise: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], x: Tensor, grid: Tensor,
-         callback: Callback = None) -> Tensor:
+         callback: Callback = None, space: Manifold = geo.EUCLIDEAN) -> Tensor:
     """Deterministic DDIM (eta = 0) for the variance-preserving diffusion path.
 
     ``denoise(x, gamma) -> (x1_hat, eps_hat)``; each step re-noises the current clean estimate to
-    the next level with the current noise estimate: ``x <- sqrt(g') x1_hat + sqrt(1 - g') eps_hat``.
+    the next level with the current noise estimate: ``x <- sqrt(g') x1_hat + sqrt(1 - g') eps_hat``,
+    then projects it onto ``space`` (R^3: unchanged; the sphere: every step's result normalised).
     """
     def step(x, g, g_next):
         x1_hat, eps_hat = denoise(x, g)
-        return g_next.sqrt() * x1_hat + (1 - g_next).clamp_min(0).sqrt() * eps_hat
+        return space.projx(g_next.sqrt() * x1_hat + (1 - g_next).clamp_min(0).sqrt() * eps_hat)
 
     return _march(step, x, grid, callback)
 

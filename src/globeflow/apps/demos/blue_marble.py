@@ -47,7 +47,7 @@ from ...train import TrainConfig, train
 from ..mapping import write_row
 from ..tasks.blue_marble import BlueMarbleConfig, BlueMarbleSplits, make_splits, patches_for
 
-__all__ = ["BlueMarbleDemoConfig", "run_blue_marble_demo", "DEFAULT_MODEL", "demo_model"]
+__all__ = ["BlueMarbleDemoConfig", "run_blue_marble_demo", "build_demo_data", "DEFAULT_MODEL", "demo_model"]
 
 #: Where ``globeflow demo`` leaves its model, and what ``globeflow serve`` answers with by default.
 DEFAULT_MODEL = Path("runs/demo/rfm")
@@ -110,6 +110,15 @@ def _build_data(folder: Path, splits: BlueMarbleSplits, config: BlueMarbleDemoCo
     # Written last: its presence with this stamp means every file above is complete.
     atomic_write_text(manifest, json.dumps({"encoder": encoder.name, "dim": encoder.dim, "demo": stamp}, indent=2))
     return paths
+
+
+def build_demo_data(folder: Path, config: BlueMarbleDemoConfig = BlueMarbleDemoConfig(), *,
+                    device: str | None = None, progress: bool = True) -> dict[str, Path]:
+    """The demo's three embedded sets, ``{train, test_random, test_unseen}`` Parquet paths in
+    ``folder`` (built once, then reused while the task and encoder are the same)."""
+    require("demo", "the Blue Marble task")
+    require("images", "the Blue Marble task")
+    return _build_data(folder, make_splits(config.task), config, device, progress)
 
 
 def _read(path: Path) -> tuple[np.ndarray, np.ndarray]:
