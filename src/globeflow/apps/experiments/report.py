@@ -20,7 +20,7 @@ NAMES = {"rfm": "RFM (sphere)", "fm": "FM (R^3)", "diffusion": "diffusion (R^3)"
 COLOURS = {"rfm": "#1f77b4", "fm": "#d62728", "diffusion": "#2ca02c"}
 #: A step count is converged when its samples' density gap is this close to the converged solve's
 #: (nats), or not measurably different from it.
-CONVERGED_NATS = 0.01
+CONVERGED_NATS = 0.02
 #: A guided density whose integral is further than this from 1 (and measurably so) is flagged.
 UNNORMALISED = 0.02
 
@@ -99,7 +99,7 @@ def _geometry(res: dict[str, Any], cmd: Commands, pics: Path, rel: Path) -> tupl
     if helped:
         answer.append("RFM's GeoScore is measurably higher on " + "; ".join(helped))
     if hurt:
-        answer.append("measurably lower on " + "; ".join(hurt))
+        answer.append(("measurably lower on " if helped else "RFM's GeoScore is measurably lower on ") + "; ".join(hurt))
     if even:
         answer.append("no difference is measurable at this size on " + "; ".join(even))
     sentence = "; ".join(answer)
@@ -237,10 +237,15 @@ def _projection(res: dict[str, Any], cmd: Commands, pics: Path, rel: Path) -> tu
                                                         for q in QUANTILES], COLOURS[k]) for k, modes in s["models"].items()])
               for s in res["splits"].values()]
     picture = _picture(pics, "projection_off_sphere.png", lambda p: panels_png(p, panels, columns=3), rel)
-    lo, hi = min(offs), max(offs)
+    ends = []
+    for kind in dict.fromkeys(k for _, k, _ in offs):
+        mine = [o for o, k, _ in offs if k == kind]
+        ends.append(f"{NAMES[kind]} {min(mine):.3f} to {max(mine):.3f} Earth radii ({min(mine) * 6371:.0f} to "
+                    f"{max(mine) * 6371:.0f} km)")
     sentence = ("Projecting the R^3 samples onto the sphere after every step instead of once at the end: "
-                + "; ".join(clauses) + f" (GeoScore, projected minus free). Left free, samples end on average "
-                f"{lo[0]:.3f} to {hi[0]:.3f} Earth radii off the sphere ({lo[0] * 6371:.0f} to {hi[0] * 6371:.0f} km).")
+                + "; ".join(clauses) + " (GeoScore, projected minus free). Left free, samples end on average "
+                + ", ".join(ends) + " from the sphere (DDIM's last state is its clean estimate, clipped "
+                "into the unit ball, so its samples end inside it).")
     return sentence, lines + ["", picture]
 
 
@@ -352,9 +357,9 @@ def render_report(results: dict[str, Any], *, config: dict[str, Any], seconds: d
         "# The paper's questions, measured",
         "",
         f"Made by `{command}` (configuration `{config['name']}`, seed {config['seed']}): "
-        f"{(seconds['training'] + seconds['measurements']) / 60:.1f} minutes of computation on this machine "
-        f"({seconds.get('threads', 2)} CPU threads; training {seconds['training'] / 60:.1f}, measurements "
-        f"{seconds['measurements'] / 60:.1f}); this invocation took {seconds['total'] / 60:.1f} minutes. A rerun "
+        f"{seconds['measurements'] / 60:.1f} minutes of computation on this machine ({seconds.get('threads', 2)} CPU "
+        f"threads; training the models {seconds['training'] / 60:.1f} minutes of it); this invocation took "
+        f"{seconds['total'] / 60:.1f} minutes (the rest was read back from its work folder). A rerun "
         "with the same seed gives the same numbers (not the same times); an interrupted run resumes from its "
         "work folder.",
         "",

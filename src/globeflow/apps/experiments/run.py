@@ -52,7 +52,8 @@ def run_experiments(config: ExperimentsConfig, work: str | Path, *, report: str 
     seconds["threads"] = torch.get_num_threads()
     # What the numbers cost when they were made, whichever invocation made them (a resumed run reads
     # most of them back): training per run, measurements per cached cell.
-    seconds["training"] = round(sum(ws.train_seconds.values()), 1)
+    # Models are trained inside the measurements that need them, so training is part of their seconds.
+    seconds["training"] = round(sum(json.loads(f.read_text()) for f in Path(work).glob("*/runs/*/experiments_train_seconds.json")), 1)
     seconds["measurements"] = round(sum(ws.measure_seconds.values()), 1)
     report = Path(report)
     shown = config.to_dict()
