@@ -106,14 +106,16 @@ def _geometry(res: dict[str, Any], cmd: Commands, pics: Path, rel: Path) -> tupl
     if ka is not None:
         better, worse = [], []
         for c in ka["classes"]:
-            d = [(c["rfm"]["gap_nats"] - c[k]["gap_nats"], math.hypot(c["rfm"]["gap_se"], c[k]["gap_se"]))
+            # Closer to 0 is better either way: negative gaps put samples where the truth has little
+            # mass, positive ones crowd them into its densest part (too sharp).
+            d = [(abs(c[k]["gap_nats"]) - abs(c["rfm"]["gap_nats"]), math.hypot(c["rfm"]["gap_se"], c[k]["gap_se"]))
                  for k in FLOWS[1:]]
             if all(x > 0 and measurable(x, se) for x, se in d):
                 better.append(str(c["class"]))
             elif any(x < 0 and measurable(x, se) for x, se in d):
                 worse.append(str(c["class"]))
         pole, anti = ka["classes"][5], ka["classes"][6]
-        sentence += (f". Per known-answer class, RFM's samples are measurably closer to the true density than both "
+        sentence += (f". Per known-answer class, RFM's samples' density gap is measurably closer to 0 than both "
                      f"R^3 models' on {_classes(better)} and measurably further than one of them on {_classes(worse)}; the density gaps (nats, 0 is perfect) where the geometry should "
                      f"matter are: north pole {pole['rfm']['gap_nats']:+.3f} (RFM) vs {pole['fm']['gap_nats']:+.3f} "
                      f"(FM) and {pole['diffusion']['gap_nats']:+.3f} (diffusion), antimeridian "
@@ -128,7 +130,8 @@ def _classes(names: list[str]) -> str:
 
 def _class_table(s: dict[str, Any], cmd: Commands) -> list[str]:
     lines = ["Per class (known answer): GeoScore over the Bayes-optimal guess's on the same rows; density gap "
-             f"of {s['density_samples']:,} samples from the class vector (mean true log-density minus the true -H, nats ± s.e.); "
+             f"of {s['density_samples']:,} samples from the class vector (mean true log-density minus the true -H, nats ± s.e.; 0 is perfect, negative: samples where the truth has "
+             "little mass, positive: samples crowded into its densest part); "
              "RFM's NLL above the truth's on the rows.", "",
              "| class | what it tests | rows | " + " | ".join(f"{NAMES[k]} GeoScore/Bayes" for k in FLOWS) + " | "
              + " | ".join(f"{NAMES[k]} gap" for k in FLOWS) + " | RFM NLL - truth | made by |",
