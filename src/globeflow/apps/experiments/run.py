@@ -53,7 +53,8 @@ def run_experiments(config: ExperimentsConfig, work: str | Path, *, report: str 
     # What the numbers cost when they were made, whichever invocation made them (a resumed run reads
     # most of them back): training per run, measurements per cached cell.
     # Models are trained inside the measurements that need them, so training is part of their seconds.
-    seconds["training"] = round(sum(json.loads(f.read_text()) for f in Path(work).glob("*/runs/*/experiments_train_seconds.json")), 1)
+    train_seconds = ws.train_seconds()
+    seconds["training"] = round(sum(train_seconds.values()), 1)
     seconds["measurements"] = round(sum(ws.measure_seconds.values()), 1)
     report = Path(report)
     shown = config.to_dict()
@@ -63,7 +64,7 @@ def run_experiments(config: ExperimentsConfig, work: str | Path, *, report: str 
                              pictures=Path(pictures) if pictures is not None else report.parent / (report.stem + "_pictures"),
                              markdown=report)
     atomic_write_text(report, markdown)
-    out = {"config": config.to_dict(), "seconds": seconds, "train_seconds": ws.train_seconds,
+    out = {"config": config.to_dict(), "seconds": seconds, "train_seconds": train_seconds,
            "measure_seconds": ws.measure_seconds, "results": results}
     atomic_write_text(report.with_suffix(".json"), json.dumps(out, indent=2))
     return out

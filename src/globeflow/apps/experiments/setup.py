@@ -35,6 +35,13 @@ __all__ = ["TestSet", "Task", "Workspace", "FLOWS"]
 
 #: The three generative variants compared throughout.
 FLOWS = ("rfm", "fm", "diffusion")
+#: Beside a run trained here: the seconds its training took, all resumed parts together.
+TRAIN_SECONDS = "experiments_train_seconds.json"
+
+
+def _run_name(kind: str, components: int | None) -> str:
+    """A run's folder name: its kind, with a vMF mixture's number of components."""
+    return kind if components is None else f"{kind}-{components}"
 
 
 @dataclass
@@ -79,8 +86,7 @@ class Workspace:
                  progress: bool = True, blue_marble: bool = True):
         self.work, self.config, self.progress = Path(work), config, progress
         self.demo = Path(demo) if demo is not None else None
-        #: Seconds each trained run and each cached measurement took when it was made (also when read back).
-        self.train_seconds: dict[str, float] = {}
+        #: Seconds each cached measurement took when it was made (also when read back).
         self.measure_seconds: dict[str, float] = {}
         self._check_stamp()
         self.known_answer_task: KnownAnswerTask = default_task()
@@ -143,20 +149,25 @@ class Workspace:
     def run(self, task: Task, kind: str, components: int | None = None) -> Path:
         """The trained run of ``kind`` on ``task`` (trained now unless finished; same network, optimiser
         and steps for every kind). ``components``: the vMF mixture's."""
-        name = kind if components is None else f"{kind}-{components}"
+        name = _run_name(kind, components)
         if name in task.reuse:
             return task.reuse[name]
         run = task.runs / name
         done = (run / CHECKPOINT_NAME).exists() and load_checkpoint(run, prefixes=()).meta["step"] >= task.train_config.steps
-        timing = run / "experiments_train_seconds.json"
+        timing = run / TRAIN_SECONDS
         if not done:
             t0 = time.time()
             train(task.train_path, run, kind=kind, network=task.network, config=task.train_config, resume=True,
                   progress=self.progress, head=None if components is None else {"components": components})
             spent = time.time() - t0 + (json.loads(timing.read_text()) if timing.exists() else 0.0)
             atomic_write_text(timing, json.dumps(round(spent, 1)))  # a resumed training adds its part
-        self.train_seconds[f"{task.name}/{name}"] = json.loads(timing.read_text()) if timing.exists() else 0.0
         return run
+
+    def train_seconds(self) -> dict[str, float]:
+        """Seconds each run in the work folder took to train, by ``task/run`` (read from the runs, so
+        also when every measurement is read back; the demo's reused model is not counted)."""
+        return {f"{f.parents[2].name}/{f.parent.name}": json.loads(f.read_text())
+                for f in sorted(self.work.glob(f"*/runs/*/{TRAIN_SECONDS}"))}
 
     def entropy(self) -> torch.Tensor:
         """The known-answer classes' true entropies ``(C,)`` nats (Monte Carlo, cached)."""
@@ -185,7 +196,7 @@ class Workspace:
     def evaluation(self, task: Task, test: TestSet, kind: str, components: int | None = None) -> dict[str, Any]:
         """``globeflow evaluate``'s measurements of a model on a test split, with per-row errors (km)
         and log-densities (cached)."""
-        name = kind if components is None else f"{kind}-{components}"
+        name = _run_name(kind, components)
 
         def compute() -> dict[str, Any]:
             ev = evaluate(self.locator(task, kind, components), test.path, progress=self.progress,
